@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh machine:
+#   make test   set up .venv, run unit tests and every notebook under strict nbval
+#   make book   set up .venv, build the HTML book into _build/html (warnings are errors)
+# Other targets: make install, make lint, make notebooks (re-execute all chapters in place).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed on its own, before everything else, so that nothing later pulls the
+# multi-GB CUDA build. On a machine whose pip does not already serve a CPU wheel, use
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+PYTEST_WORKERS ?= 2
+
+.PHONY: install test unit nbval lint book notebooks clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) "torch==$(TORCH_VERSION)"
+	$(PY) -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+test: install lint unit nbval
+
+lint: install
+	$(VENV)/bin/ruff check duel_tutorial tests benchmarks experiments scripts
+
+unit: install
+	$(PY) -m pytest tests -q
+
+nbval: install
+	$(PY) -m pytest --nbval --nbval-current-env book --nbval-sanitize-with book/nbval_sanitize.cfg \
+		--nbval-cell-timeout 120 -q
+
+book: install
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
+
+notebooks: install
+	$(PY) scripts/execute_notebooks.py book/*.ipynb
+
+clean:
+	rm -rf _build

@@ -6,7 +6,10 @@ The three aggregating modules of Wang et al. (2016), section 3:
 - ``"max"`` (eq. 8): ``Q = V + (A - max_a' A)``. The greedy action gets advantage 0, so
   ``V = max_a Q``.
 - ``"mean"`` (eq. 9): ``Q = V + (A - mean_a' A)``. Advantages average to 0 in every state,
-  so ``V = mean_a Q``. The paper's choice: more stable, and it keeps the argmax of A.
+  so ``V = mean_a Q``. The paper's choice: the advantages only need to change as fast as
+  their mean, which makes optimisation more stable.
+
+All three add one constant per state to A, so each keeps ``argmax_a Q = argmax_a A``.
 """
 
 from __future__ import annotations

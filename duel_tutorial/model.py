@@ -20,9 +20,10 @@ Input contract for the convolutional networks, checked at the boundary:
 - An unbatched ``(C, 84, 84)`` observation is accepted, as ``nn.Conv2d`` accepts one:
   the result is unbatched too, ``q: (n_actions,)``, so ``model(obs).argmax()`` is the
   greedy action for a single frame stack.
-- Anything else (channels-last ``(B, 84, 84, 4)`` straight from a gymnasium wrapper, a
-  missing channel axis, another frame size, an integer dtype other than uint8) raises a
-  one-line ``ValueError`` or ``TypeError`` naming what was expected and what came.
+- Anything else (channels-last ``(B, 84, 84, 4)`` from a frame stacker that stacks on the
+  last axis, as OpenAI Baselines' does, or from an image library; a missing channel axis;
+  another frame size; an integer dtype other than uint8) raises a one-line ``ValueError``
+  or ``TypeError`` naming what was expected and what came.
 """
 
 from __future__ import annotations

@@ -21,9 +21,8 @@ from nbclient import NotebookClient
 
 def execute(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    )
+    resources = {"metadata": {"path": str(path.parent)}}  # run with the notebook's folder as cwd
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources)
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start

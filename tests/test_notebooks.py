@@ -28,7 +28,8 @@ def _source(cell: dict) -> str:
 
 
 def _repository_url() -> str:
-    match = re.search(r"^repository:\s*\n\s+url:\s*(\S+)", (ROOT / "_config.yml").read_text(), re.M)
+    config = (ROOT / "_config.yml").read_text()
+    match = re.search(r"^repository:\s*\n\s+url:\s*(\S+)", config, re.M)
     assert match, "_config.yml has no repository.url"
     return match.group(1)
 
@@ -53,22 +54,30 @@ def test_notebook_has_no_error_or_progress_bar_output(path):
         for out in cell.get("outputs", []):
             assert out["output_type"] != "error", f"{path.name} cell {i} stores an error"
             text = "".join(out.get("text", ""))
-            assert not re.search(r"\d+it/s|it/s\]", text), f"{path.name} cell {i} stores a progress bar"
+            assert not re.search(r"\d+it/s|it/s\]", text), (
+                f"{path.name} cell {i} stores a progress bar"
+            )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_first_cell_installs_the_package_on_colab_only(path):
     first = next(c for c in _load(path)["cells"] if c["cell_type"] == "code")
     src = _source(first)
-    assert '"google.colab" in sys.modules' in src, f"{path.name}: first code cell is not the Colab install"
+    assert '"google.colab" in sys.modules' in src, (
+        f"{path.name}: first code cell is not the Colab install"
+    )
     assert f"git+{_repository_url()}" in src, f"{path.name}: install URL differs from _config.yml"
-    assert first["outputs"] == [], f"{path.name}: the install cell printed something outside Colab"
+    assert first["outputs"] == [], (
+        f"{path.name}: the install cell printed something outside Colab"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_chapter_keeps_the_books_arc(path):
     markdown = "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "markdown")
-    assert re.search(r"^#+ What to remember", markdown, re.M | re.I), f"{path.name}: no 'What to remember'"
+    assert re.search(r"^#+ What to remember", markdown, re.M | re.I), (
+        f"{path.name}: no 'What to remember'"
+    )
     assert "```{exercise}" in markdown or ":::{exercise}" in markdown, f"{path.name}: no exercise"
     assert "{solution}" in markdown, f"{path.name}: no solution"
     assert "{cite" in markdown, f"{path.name}: cites nothing"

@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 test: install lint unit nbval
 
 lint: install
-	$(VENV)/bin/ruff check duel_tutorial tests benchmarks experiments scripts
+	$(VENV)/bin/ruff check $(wildcard duel_tutorial tests benchmarks experiments scripts)
 
 unit: install
 	$(PY) -m pytest tests -q

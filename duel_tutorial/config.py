@@ -1,0 +1,247 @@
+"""Every hyperparameter of a DQN run in one place: :class:`DQNConfig`.
+
+Each field carries a one-line help text and its source (paper, seed or anchor); the
+training command line (``python -m duel_tutorial.train --help``) is generated from them.
+``DQNConfig()`` is the CartPole preset; :data:`PRESETS` also holds seed 002's sketch.
+Build variants with :func:`dataclasses.replace` or :func:`preset`::
+
+    config = preset("cartpole", network="single", seed=3)
+
+Values are checked when the config is created: a bad one raises a one-line ValueError
+naming the field, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from duel_tutorial.aggregation import AGGREGATIONS, Aggregation
+from duel_tutorial.targets import LOSSES, Loss
+
+Network = Literal["dueling", "single"]
+EpsilonSchedule = Literal["linear", "exponential"]
+
+
+def _doc(help: str, source: str) -> dict[str, str]:
+    """Field metadata: a one-line help text (the CLI's) and where the value comes from."""
+    return {"help": help, "source": source}
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """Hyperparameters of one DQN run. The defaults are the CartPole preset.
+
+    Sources: "zoo" is rl-baselines3-zoo's ``hyperparams/dqn.yml`` entry for CartPole-v1
+    (Raffin, 2020); "CleanRL" is ``cleanrl/dqn.py`` (Huang et al., 2022); "tuned" means
+    chosen for this book on CartPole over several seeds (see benchmarks/ and the chapter).
+    """
+
+    # --- run ---------------------------------------------------------------------------
+    env_id: str = field(default="CartPole-v1", metadata=_doc(
+        "gymnasium environment id", "Barto et al. (1983)"))
+    seed: int = field(default=0, metadata=_doc(
+        "seeds torch, numpy, the environments and replay sampling", "-"))
+    total_steps: int = field(default=50_000, metadata=_doc(
+        "environment steps to train for (summed over vector envs)", "zoo: 5e4"))
+    num_envs: int = field(default=1, metadata=_doc(
+        "environments stepped in lockstep (gymnasium.vector, sync)", "CleanRL: 1"))
+    # --- network -----------------------------------------------------------------------
+    network: Network = field(default="dueling", metadata=_doc(
+        "'dueling' (V and A streams) or 'single' (one stream, same parameter count)",
+        "Wang et al. (2016)"))
+    hidden: int = field(default=64, metadata=_doc(
+        "hidden width of the MLP (the single stream is widened to match parameters)",
+        "seed 002"))
+    aggregation: Aggregation = field(default="mean", metadata=_doc(
+        f"how V and A make Q, one of {AGGREGATIONS}", "Wang et al. (2016), eq. 9"))
+    # --- learning ----------------------------------------------------------------------
+    lr: float = field(default=2.3e-3, metadata=_doc(
+        "Adam learning rate", "zoo"))
+    anneal_lr: bool = field(default=False, metadata=_doc(
+        "decay the learning rate linearly to 0 over total_steps", "CleanRL ppo.py"))
+    gamma: float = field(default=0.99, metadata=_doc(
+        "discount factor", "seed 002; zoo"))
+    batch_size: int = field(default=64, metadata=_doc(
+        "transitions per gradient step", "seed 002; zoo"))
+    buffer_capacity: int = field(default=100_000, metadata=_doc(
+        "replay buffer capacity (transitions)", "zoo"))
+    learning_starts: int = field(default=1_000, metadata=_doc(
+        "environment steps before learning starts", "zoo"))
+    train_freq: int = field(default=256, metadata=_doc(
+        "environment steps between training phases", "zoo"))
+    gradient_steps: int = field(default=128, metadata=_doc(
+        "gradient steps per training phase", "zoo"))
+    double_dqn: bool = field(default=False, metadata=_doc(
+        "Double DQN target (online argmax, target value) instead of max",
+        "van Hasselt et al. (2016)"))
+    loss: Loss = field(default="huber", metadata=_doc(
+        f"TD loss, one of {LOSSES}", "Mnih et al. (2015)"))
+    max_grad_norm: float = field(default=10.0, metadata=_doc(
+        "clip the global gradient norm to this (inf: no clipping)",
+        "SB3 DQN; Wang et al. (2016) clip at 10"))
+    # --- target network ----------------------------------------------------------------
+    target_update_interval: int = field(default=10, metadata=_doc(
+        "environment steps between target-network updates", "zoo"))
+    tau: float = field(default=1.0, metadata=_doc(
+        "target update θ⁻ ← τθ + (1-τ)θ⁻; 1.0 is a hard copy", "CleanRL; Mnih et al. (2015)"))
+    # --- exploration -------------------------------------------------------------------
+    epsilon_schedule: EpsilonSchedule = field(default="linear", metadata=_doc(
+        "'linear' over exploration_fraction of the run, or 'exponential' per episode",
+        "zoo (linear); seed 002 (exponential)"))
+    epsilon_start: float = field(default=1.0, metadata=_doc(
+        "initial epsilon", "Mnih et al. (2015); seed 002"))
+    epsilon_end: float = field(default=0.04, metadata=_doc(
+        "final (floor) epsilon", "zoo"))
+    exploration_fraction: float = field(default=0.16, metadata=_doc(
+        "linear schedule: fraction of total_steps over which epsilon decays", "zoo"))
+    epsilon_decay: float = field(default=0.995, metadata=_doc(
+        "exponential schedule: epsilon factor per finished episode", "seed 002"))
+    # --- system ------------------------------------------------------------------------
+    device: str = field(default="auto", metadata=_doc(
+        "'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...", "-"))
+    torch_threads: int = field(default=1, metadata=_doc(
+        "torch CPU threads inside train() (0: leave torch's setting); 1 is fastest for "
+        "small networks", "measured: benchmarks/cartpole_throughput.py"))
+    eval_interval: int = field(default=0, metadata=_doc(
+        "environment steps between greedy evaluations logged to eval.csv (0: none)", "-"))
+    eval_episodes: int = field(default=5, metadata=_doc(
+        "episodes per periodic greedy evaluation", "-"))
+    checkpoint_interval: int = field(default=10_000, metadata=_doc(
+        "environment steps between checkpoints (0: only the final one)", "-"))
+    checkpoint_replay: bool = field(default=True, metadata=_doc(
+        "save the replay buffer in checkpoints, so a resumed run continues where it stopped",
+        "-"))
+
+    def __post_init__(self) -> None:
+        for name, hint in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            choices = typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+            if choices and value not in choices:
+                _bad(name, f"one of {choices}", value)
+            elif hint is bool and not isinstance(value, bool):
+                _bad(name, "a bool", value)
+            elif hint is int and (not isinstance(value, int) or isinstance(value, bool)):
+                _bad(name, "an int", value)
+            elif hint is float and (isinstance(value, bool) or not isinstance(value, int | float)
+                                    or math.isnan(value)):
+                _bad(name, "a number", value)
+            elif hint is str and not isinstance(value, str):
+                _bad(name, "a string", value)
+        for name in ("total_steps", "num_envs", "hidden", "batch_size", "buffer_capacity",
+                     "train_freq", "gradient_steps", "target_update_interval", "eval_episodes"):
+            if getattr(self, name) < 1:
+                _bad(name, ">= 1", getattr(self, name))
+        for name in ("seed", "learning_starts", "checkpoint_interval", "torch_threads",
+                     "eval_interval"):
+            if getattr(self, name) < 0:
+                _bad(name, ">= 0", getattr(self, name))
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            _bad("lr", "a finite number > 0", self.lr)
+        if not 0.0 <= self.gamma <= 1.0:
+            _bad("gamma", "in [0, 1]", self.gamma)
+        if not 0.0 < self.tau <= 1.0:
+            _bad("tau", "in (0, 1]", self.tau)
+        if not self.max_grad_norm > 0:
+            _bad("max_grad_norm", "> 0 (inf: no clipping)", self.max_grad_norm)
+        for name in ("epsilon_start", "epsilon_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                _bad(name, "in [0, 1]", getattr(self, name))
+        if self.epsilon_end > self.epsilon_start:
+            _bad("epsilon_end", f"<= epsilon_start ({self.epsilon_start})", self.epsilon_end)
+        if not 0.0 < self.exploration_fraction <= 1.0:
+            _bad("exploration_fraction", "in (0, 1]", self.exploration_fraction)
+        if not 0.0 < self.epsilon_decay <= 1.0:
+            _bad("epsilon_decay", "in (0, 1]", self.epsilon_decay)
+        if self.buffer_capacity < self.batch_size:
+            _bad("buffer_capacity", f">= batch_size ({self.batch_size})", self.buffer_capacity)
+        if self.learning_starts < self.batch_size:
+            _bad("learning_starts", f">= batch_size ({self.batch_size}), so the first "
+                 "minibatch can be sampled", self.learning_starts)
+        if self.buffer_capacity < self.num_envs:
+            _bad("buffer_capacity", f">= num_envs ({self.num_envs})", self.buffer_capacity)
+        if not self.env_id:
+            _bad("env_id", "a gymnasium id such as 'CartPole-v1'", self.env_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (``inf`` is written as the string 'inf')."""
+        out = dataclasses.asdict(self)
+        return {k: ("inf" if isinstance(v, float) and math.isinf(v) else v) for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DQNConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error, missing keys take defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown DQNConfig fields {unknown}; expected some of "
+                             f"{sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        parsed = {k: (float(v) if hints[k] is float and isinstance(v, str) else v)
+                  for k, v in values.items()}
+        return cls(**parsed)
+
+
+def _bad(name: str, expected: str, value: Any) -> typing.NoReturn:
+    raise ValueError(f"DQNConfig.{name} must be {expected}; got {value!r}")
+
+
+PRESETS: dict[str, DQNConfig] = {
+    # Tuned for CartPole-v1; the dataclass defaults.
+    "cartpole": DQNConfig(),
+    # Seed 002's sketch as written: learn every step from the first full batch, MSE, max
+    # target, target copy every 1000 steps, epsilon x0.995 per episode (floor 0.01 is ours:
+    # the sketch has none).
+    "seed002": DQNConfig(
+        lr=1e-3, batch_size=64, buffer_capacity=10_000, learning_starts=64, train_freq=1,
+        gradient_steps=1, loss="mse", target_update_interval=1_000, tau=1.0,
+        epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01,
+        epsilon_decay=0.995, max_grad_norm=math.inf,
+    ),
+}
+
+
+def preset(name: str, **overrides: Any) -> DQNConfig:
+    """A preset from :data:`PRESETS` with some fields replaced."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+# --- command line ---------------------------------------------------------------------
+
+_FLAG_ALIASES = {"env_id": ("--env",)}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per :class:`DQNConfig` field, typed, with help, default and source.
+
+    Flags left out of the command line are absent from the parsed namespace (their
+    default is ``argparse.SUPPRESS``), so :func:`config_overrides` returns only what
+    the user typed; the preset fills in the rest.
+    """
+    group = parser.add_argument_group("hyperparameters (DQNConfig fields; defaults: cartpole)")
+    hints = typing.get_type_hints(DQNConfig)
+    for f in dataclasses.fields(DQNConfig):
+        hint = hints[f.name]
+        flags = (*_FLAG_ALIASES.get(f.name, ()), "--" + f.name.replace("_", "-"))
+        text = f"{f.metadata['help']} [default: {f.default}; source: {f.metadata['source']}]"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is Literal:
+            kwargs["choices"] = typing.get_args(hint)
+        else:
+            kwargs["type"] = hint
+            kwargs["metavar"] = hint.__name__.upper()
+        group.add_argument(*flags, **kwargs)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`DQNConfig` fields given on the command line."""
+    names = {f.name for f in dataclasses.fields(DQNConfig)}
+    return {k: v for k, v in vars(args).items() if k in names}

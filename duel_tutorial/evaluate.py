@@ -1,0 +1,122 @@
+"""Evaluate a trained Q-network: the returns of its greedy policy.
+
+From Python::
+
+    from duel_tutorial.checkpoint import load_policy
+    from duel_tutorial.evaluate import evaluate
+
+    network, config, _ = load_policy("runs/cartpole-s0")      # the final checkpoint
+    returns = evaluate(network, config.env_id, episodes=20, seed=1000)
+
+From the shell::
+
+    python -m duel_tutorial.evaluate runs/cartpole-s0 --episodes 20
+
+Episode ``k`` is reset with seed ``seed + k``, so an evaluation is reproducible and its
+episodes differ from the training ones (the default seed is the training seed + 1000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from duel_tutorial.checkpoint import check_compatible, checkpoint_path, load_policy
+from duel_tutorial.exploration import epsilon_greedy
+
+EVAL_SEED_OFFSET = 1000
+
+
+def evaluate(
+    network: nn.Module,
+    env_id: str,
+    episodes: int = 20,
+    seed: int = 0,
+    epsilon: float = 0.0,
+) -> np.ndarray:
+    """Returns ``(episodes,)`` of ``network``'s epsilon-greedy policy (greedy by default).
+
+    Episode ``k`` starts from ``env.reset(seed=seed + k)``. The network is called on the
+    device its parameters live on. ``epsilon > 0`` (e.g. 0.05, Mnih et al., 2015) adds
+    random actions.
+    """
+    from duel_tutorial.train import make_env  # train imports this module
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1; got {episodes!r}")
+    env = make_env(env_id, num_envs=1)
+    n_actions = int(env.single_action_space.n)
+    rng = np.random.default_rng(seed)
+    returns = np.zeros(episodes)
+    was_training = network.training
+    network.eval()
+    try:
+        for k in range(episodes):
+            obs, _ = env.reset(seed=seed + k)
+            done = False
+            while not done:
+                action = epsilon_greedy(network, obs, epsilon, n_actions, rng)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                returns[k] += reward[0]
+                done = bool(terminated[0] or truncated[0])
+    finally:
+        env.close()
+        network.train(was_training)
+    return returns
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m duel_tutorial.evaluate",
+        description="Greedy returns of a trained run's checkpoint: mean and standard deviation.",
+    )
+    parser.add_argument("run", type=Path,
+                        help="run directory (written by duel_tutorial.train) or .safetensors file")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes to play [default: 20]")
+    parser.add_argument("--checkpoint", default="final",
+                        help="checkpoint name in the run directory: final or last [default: final]")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="episode k is reset with seed + k [default: training seed + 1000]")
+    parser.add_argument("--epsilon", type=float, default=0.0,
+                        help="probability of a random action [default: 0, greedy]")
+    parser.add_argument("--env", default=None,
+                        help="environment id [default: the one the run was trained on]")
+    parser.add_argument("--device", default=None, help="torch device [default: cuda if available]")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        network, config, sidecar = load_policy(args.run, args.checkpoint, args.device)
+        env_id = args.env or config.env_id
+        if args.env:
+            from duel_tutorial.train import make_env
+
+            probe = make_env(env_id)
+            check_compatible(sidecar, obs_shape=probe.single_observation_space.shape,
+                             n_actions=int(probe.single_action_space.n))
+            probe.close()
+        seed = args.seed if args.seed is not None else config.seed + EVAL_SEED_OFFSET
+        with torch.no_grad():
+            returns = evaluate(network, env_id, args.episodes, seed, args.epsilon)
+    except (ValueError, gym.error.Error) as err:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
+    policy = "greedy" if args.epsilon == 0 else f"epsilon={args.epsilon}"
+    print(f"{env_id}: {checkpoint_path(args.run, args.checkpoint)} (step {sidecar['step']}, "
+          f"{config.network}), {args.episodes} {policy} episodes from seed {seed}: "
+          f"mean return {returns.mean():.2f}, std {returns.std():.2f} "
+          f"(min {returns.min():.1f}, max {returns.max():.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The replay buffer: ring storage, dtypes, seeded sampling, clear errors."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from duel_tutorial.replay import Batch, ReplayBuffer
+
+
+def _fill(buffer: ReplayBuffer, n: int, start: int = 0) -> None:
+    """Add ``n`` transitions numbered ``start, start + 1, ...`` one at a time."""
+    for i in range(start, start + n):
+        obs = np.full(buffer.obs_shape, i, dtype=buffer.obs_dtype)
+        buffer.add(obs, i % 3, float(i), obs + 1, i % 5 == 0, i % 7 == 0)
+
+
+def test_sample_returns_a_batch_of_tensors_with_the_stored_dtypes():
+    buffer = ReplayBuffer(100, (4,), np.float32, seed=0)
+    _fill(buffer, 10)
+    batch = buffer.sample(8)
+    assert isinstance(batch, Batch)
+    assert batch.obs.shape == batch.next_obs.shape == (8, 4)
+    assert batch.obs.dtype == torch.float32
+    assert batch.action.dtype == torch.int64 and batch.action.shape == (8,)
+    assert batch.reward.dtype == torch.float32 and batch.reward.shape == (8,)
+    assert batch.terminated.dtype == batch.truncated.dtype == torch.bool
+
+
+def test_uint8_frames_stay_uint8():
+    buffer = ReplayBuffer(10, (4, 84, 84), np.uint8, seed=0)
+    _fill(buffer, 3)
+    assert buffer.obs.dtype == np.uint8
+    assert buffer.sample(2).obs.dtype == torch.uint8
+
+
+def test_sample_keeps_fields_of_one_transition_together():
+    buffer = ReplayBuffer(50, (2,), np.float32, seed=1)
+    _fill(buffer, 30)
+    batch = buffer.sample(30)
+    i = batch.reward.long()  # transition number
+    torch.testing.assert_close(batch.obs[:, 0], i.float())
+    torch.testing.assert_close(batch.next_obs[:, 0], i.float() + 1)
+    assert torch.equal(batch.action, i % 3)
+    assert torch.equal(batch.terminated, i % 5 == 0)
+    assert torch.equal(batch.truncated, i % 7 == 0)
+
+
+def test_terminated_and_truncated_are_stored_separately():
+    buffer = ReplayBuffer(4, (1,), np.float32, seed=0)
+    buffer.add(np.zeros(1), 0, 1.0, np.ones(1), terminated=True, truncated=False)
+    buffer.add(np.zeros(1), 0, 1.0, np.ones(1), terminated=False, truncated=True)
+    assert buffer.terminated[:2].tolist() == [True, False]
+    assert buffer.truncated[:2].tolist() == [False, True]
+
+
+def test_ring_buffer_overwrites_the_oldest_transition():
+    buffer = ReplayBuffer(5, (1,), np.float32, seed=0)
+    _fill(buffer, 8)
+    assert len(buffer) == 5
+    assert sorted(buffer.reward.tolist()) == [3.0, 4.0, 5.0, 6.0, 7.0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacity=st.integers(1, 12), sizes=st.lists(st.integers(1, 5), min_size=1, max_size=12))
+def test_batched_adds_keep_exactly_the_last_capacity_transitions(capacity, sizes):
+    buffer = ReplayBuffer(capacity, (1,), np.float32, seed=0)
+    reference: deque[float] = deque(maxlen=capacity)
+    count = 0
+    for n in sizes:
+        n = min(n, capacity)
+        values = np.arange(count, count + n, dtype=np.float32)
+        buffer.add(values[:, None], np.zeros(n, np.int64), values, values[:, None],
+                   np.zeros(n, bool), np.zeros(n, bool))
+        reference.extend(values.tolist())
+        count += n
+    assert len(buffer) == len(reference)
+    assert buffer.state_dict()["reward"].tolist() == list(reference)  # oldest first
+
+
+def test_sampling_more_than_stored_is_a_clear_error():
+    buffer = ReplayBuffer(100, (4,), np.float32, seed=0)
+    _fill(buffer, 10)
+    with pytest.raises(ValueError, match="cannot sample 64 transitions: the buffer holds 10"):
+        buffer.sample(64)
+
+
+def test_wrong_observation_shape_is_a_clear_error():
+    buffer = ReplayBuffer(10, (4,), np.float32, seed=0)
+    with pytest.raises(ValueError, match=r"obs and next_obs must have shape \(4,\)"):
+        buffer.add(np.zeros(3), 0, 0.0, np.zeros(3), False, False)
+
+
+@pytest.mark.parametrize("capacity", [0, -5, 2.5])
+def test_capacity_must_be_a_positive_int(capacity):
+    with pytest.raises(ValueError, match="capacity must be a positive int"):
+        ReplayBuffer(capacity, (4,))
+
+
+def test_same_seed_samples_the_same_minibatches():
+    a, b = (ReplayBuffer(100, (4,), np.float32, seed=7) for _ in range(2))
+    _fill(a, 50)
+    _fill(b, 50)
+    for _ in range(3):
+        assert torch.equal(a.sample(16).reward, b.sample(16).reward)
+
+
+def test_nbytes_is_capacity_times_transition_size():
+    buffer = ReplayBuffer(1000, (4, 84, 84), np.uint8)
+    # 2 observations + int64 action + float32 reward + 2 bools
+    assert buffer.nbytes == 1000 * (2 * 4 * 84 * 84 + 8 + 4 + 1 + 1)
+
+
+def test_state_dict_round_trip_restores_contents_and_order():
+    buffer = ReplayBuffer(6, (2,), np.float32, seed=0)
+    _fill(buffer, 9)  # wrapped around
+    restored = ReplayBuffer(6, (2,), np.float32, seed=0)
+    restored.load_state_dict(buffer.state_dict())
+    assert len(restored) == 6
+    for name, values in buffer.state_dict().items():
+        np.testing.assert_array_equal(restored.state_dict()[name], values)
+    _fill(buffer, 1, start=100)
+    _fill(restored, 1, start=100)  # the next add overwrites the same (oldest) transition
+    np.testing.assert_array_equal(restored.state_dict()["reward"], buffer.state_dict()["reward"])
+
+
+def test_a_phase_of_minibatches_is_sampled_at_once():
+    buffer = ReplayBuffer(100, (4,), np.float32, seed=0)
+    _fill(buffer, 10)
+    batch = buffer.sample(8, n_batches=5)  # 40 rows > 10 stored: fine, 8 <= 10 per minibatch
+    assert batch.obs.shape == (40, 4)

@@ -1,0 +1,281 @@
+"""The training loop, its config and its command line (tiny runs, seconds each)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from duel_tutorial.config import DQNConfig, add_config_arguments
+from duel_tutorial.evaluate import main as evaluate_main
+from duel_tutorial.model import MLPDuelingQNetwork, MLPQNetwork
+from duel_tutorial.replay import ReplayBuffer
+from duel_tutorial.targets import dqn_loss
+from duel_tutorial.train import (
+    build_parser,
+    load_metrics,
+    main,
+    make_env,
+    make_network,
+    matched_hidden,
+    train,
+    train_phase,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = DQNConfig(total_steps=300, learning_starts=64, batch_size=32, buffer_capacity=1_000,
+                 train_freq=8, gradient_steps=2, target_update_interval=50,
+                 exploration_fraction=0.5, checkpoint_interval=100, device="cpu")
+TINY_FLAGS = ["--learning-starts", "64", "--batch-size", "32", "--buffer-capacity", "1000",
+              "--train-freq", "8", "--gradient-steps", "2", "--target-update-interval", "50",
+              "--device", "cpu", "--no-progress"]
+
+
+def _n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"lr": -1e-3}, "DQNConfig.lr must be a finite number > 0; got -0.001"),
+        ({"buffer_capacity": 32}, "DQNConfig.buffer_capacity must be >= batch_size (64); got 32"),
+        ({"gamma": 1.5}, "DQNConfig.gamma must be in [0, 1]; got 1.5"),
+        ({"network": "triple"}, "DQNConfig.network must be one of"),
+        ({"epsilon_end": 0.5, "epsilon_start": 0.1}, "DQNConfig.epsilon_end must be <="),
+        ({"batch_size": 2.5}, "DQNConfig.batch_size must be an int; got 2.5"),
+    ],
+)
+def test_config_rejects_out_of_range_values_in_one_line(override, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        DQNConfig(**override)
+    assert "\n" not in str(info.value)
+
+
+def test_config_round_trips_through_a_dict():
+    config = DQNConfig(seed=3, network="single", max_grad_norm=float("inf"))
+    data = json.loads(json.dumps(config.to_dict()))
+    assert DQNConfig.from_dict(data) == config
+    with pytest.raises(ValueError, match="unknown DQNConfig fields"):
+        DQNConfig.from_dict({**data, "learning_rate": 0.1})
+
+
+def test_every_config_field_has_a_help_text_and_a_source():
+    for f in dataclasses.fields(DQNConfig):
+        assert f.metadata.get("help") and f.metadata.get("source"), f.name
+
+
+def test_cli_help_lists_every_config_field():
+    text = build_parser().format_help()
+    for f in dataclasses.fields(DQNConfig):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+
+
+def test_cli_flags_become_config_overrides():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--env", "Acrobot-v1", "--lr", "0.01", "--no-double-dqn",
+                              "--network", "single"])
+    from duel_tutorial.config import config_overrides
+
+    assert config_overrides(args) == {"env_id": "Acrobot-v1", "lr": 0.01, "double_dqn": False,
+                                      "network": "single"}
+
+
+# --- building blocks --------------------------------------------------------------------
+
+
+def test_unknown_env_id_is_a_one_line_error():
+    with pytest.raises(ValueError, match="unknown environment id 'CartPol-v1'") as info:
+        make_env("CartPol-v1")
+    assert "\n" not in str(info.value) and "pprint_registry" in str(info.value)
+
+
+def test_cli_reports_bad_input_in_one_line(capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["--env", "NoSuchEnv-v0", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown environment id 'NoSuchEnv-v0'" in err
+    with pytest.raises(SystemExit):
+        main(["--lr", "-1", "--out", str(tmp_path / "run"), "--no-progress"])
+    assert "DQNConfig.lr must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_single_stream_network_matches_the_dueling_parameter_count():
+    assert matched_hidden(4, 2, 64) == 127
+    dueling = make_network(DQNConfig(network="dueling"), (4,), 2)
+    single = make_network(DQNConfig(network="single"), (4,), 2)
+    assert isinstance(dueling, MLPDuelingQNetwork) and isinstance(single, MLPQNetwork)
+    assert (_n_params(dueling), _n_params(single)) == (8_835, 8_831)
+    for hidden, n_actions in [(32, 3), (128, 6), (256, 2)]:
+        d = _n_params(make_network(DQNConfig(hidden=hidden), (8,), n_actions))
+        s = _n_params(make_network(DQNConfig(hidden=hidden, network="single"), (8,), n_actions))
+        assert abs(d - s) / d < 0.01
+
+
+# --- the loop ---------------------------------------------------------------------------
+
+
+def test_same_seed_same_metrics_on_cpu():
+    a = train(TINY)
+    b = train(TINY)
+    assert len(a.episodes) > 5
+    def without_sps(rows):  # str() so that NaN losses (before learning) compare equal
+        return [{k: str(v) for k, v in row.items() if k != "sps"} for row in rows]
+
+    assert without_sps(a.episodes) == without_sps(b.episodes)
+    c = train(dataclasses.replace(TINY, seed=1))
+    assert [r["return"] for r in c.episodes] != [r["return"] for r in a.episodes]
+
+
+def test_train_restores_torch_threads():
+    before = torch.get_num_threads()
+    train(dataclasses.replace(TINY, total_steps=70, torch_threads=1))
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_stored_next_obs_is_the_real_last_observation_not_the_reset_one(num_envs):
+    config = dataclasses.replace(TINY, total_steps=240, num_envs=num_envs, double_dqn=True)
+    result = train(config)
+    data = result.buffer.state_dict()
+    done = data["terminated"] | data["truncated"]
+    assert done.any()
+    # Rows are stored env 0, ..., env n-1 at each step: transition t+n is the same env's next.
+    same_env_next = data["obs"][num_envs:]
+    follows = np.all(data["next_obs"][:-num_envs] == same_env_next, axis=1)
+    assert follows[~done[:-num_envs]].all()  # within an episode, s' is the next s
+    assert not follows[done[:-num_envs]].any()  # after the end, the next s is a reset one
+    # CartPole terminates when the pole leaves +-12 deg or the cart +-2.4: the real s' shows it
+    final = data["next_obs"][data["terminated"]]
+    assert np.all((np.abs(final[:, 2]) > 0.2094) | (np.abs(final[:, 0]) > 2.4))
+
+
+def test_run_directory_has_metrics_and_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    result = train(TINY, out)
+    metrics = load_metrics(out)
+    assert list(metrics) == ["step", "episode", "return", "length", "epsilon", "loss", "sps"]
+    assert metrics["episode"].tolist() == list(range(1, len(result.episodes) + 1))
+    assert np.array_equal(metrics["return"], result.returns())
+    for name in ("last", "final"):
+        sidecar = json.loads((out / f"{name}.json").read_text())
+        assert sidecar["step"] == 300 and sidecar["metrics_rows"] == len(result.episodes)
+        assert sidecar["config"] == TINY.to_dict()
+        assert {"git_commit", "versions", "device", "wall_time_s"} <= set(sidecar)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(TINY, out)
+
+
+def test_periodic_greedy_evaluations_go_to_eval_csv(tmp_path):
+    config = dataclasses.replace(TINY, eval_interval=100, eval_episodes=2)
+    result = train(config, tmp_path / "run")
+    evals = load_metrics(tmp_path / "run", "eval.csv")
+    assert evals["step"].tolist() == [100, 200, 300] == [e["step"] for e in result.evals]
+    assert np.array_equal(evals["mean"], [e["mean"] for e in result.evals])
+    assert np.all(evals["min"] <= evals["max"])
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    out = tmp_path / "run"
+    train(dataclasses.replace(TINY, total_steps=100), out)
+    with pytest.raises(ValueError, match=re.escape("where lr is 0.0023, not 0.1")):
+        train(dataclasses.replace(TINY, total_steps=200, lr=0.1), out, resume=True)
+
+
+def test_cli_trains_then_evaluate_prints_mean_and_std(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--env", "CartPole-v1", "--seed", "0", "--out", str(out), "--total-steps",
+                 "200", *TINY_FLAGS]) == 0
+    assert "to step 200" in capsys.readouterr().out
+    assert evaluate_main([str(out), "--episodes", "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "3 greedy episodes" in line and "mean return" in line and "std" in line
+    with pytest.raises(SystemExit):
+        evaluate_main([str(out), "--env", "Acrobot-v1"])
+    assert "checkpoint has 2 actions, this environment has 3" in capsys.readouterr().err
+
+
+def test_resume_after_sigkill_continues_the_log(tmp_path):
+    """Start the CLI, kill -9 it after its first checkpoint, resume, check the log."""
+    out = tmp_path / "run"
+    base = [sys.executable, "-m", "duel_tutorial.train", "--env", "CartPole-v1", "--seed", "0",
+            "--out", str(out), "--checkpoint-interval", "150", *TINY_FLAGS]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*base, "--total-steps", "1000000"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / "last.json").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no checkpoint within 60 s"
+        time.sleep(0.02)
+    time.sleep(0.3)  # let it log episodes past the checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (out / "final.json").exists()
+    checkpoint = json.loads((out / "last.json").read_text())
+    before = (out / "metrics.csv").read_text().splitlines()
+    total = checkpoint["step"] + 600
+
+    resumed = subprocess.run([*base, "--total-steps", str(total), "--resume"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    after = (out / "metrics.csv").read_text().splitlines()
+    kept = checkpoint["metrics_rows"] + 1  # + header
+    assert after[:kept] == before[:kept]  # the log up to the checkpoint is untouched
+    metrics = load_metrics(out)
+    assert metrics["episode"].tolist() == list(range(1, len(metrics["episode"]) + 1))
+    assert np.all(np.diff(metrics["step"]) > 0)
+    assert metrics["step"][checkpoint["metrics_rows"]] > checkpoint["step"]  # new rows after
+    final = json.loads((out / "final.json").read_text())
+    assert final["step"] == total and final["metrics_rows"] == len(metrics["step"])
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_a_one_step_training_phase_is_one_dqn_loss_update(double):
+    """train_phase's batched target forward changes nothing: compare with dqn_loss."""
+    config = dataclasses.replace(TINY, gradient_steps=1, double_dqn=double, max_grad_norm=0.5)
+    assert config.batch_size * 4 > 100  # more than stored: fine for a phase of 4 steps
+    torch.manual_seed(0)
+    nets = [make_network(config, (4,), 2) for _ in range(2)]  # online, target
+    copies = [copy.deepcopy(net) for net in nets]
+    buffers = []
+    for _ in range(2):
+        buffer = ReplayBuffer(100, (4,), np.float32, seed=3)
+        rng = np.random.default_rng(0)
+        buffer.add(rng.normal(size=(100, 4)).astype(np.float32), rng.integers(0, 2, 100),
+                   np.ones(100), rng.normal(size=(100, 4)).astype(np.float32),
+                   rng.random(100) < 0.3, rng.random(100) < 0.1)
+        buffers.append(buffer)
+    optimizers = [torch.optim.Adam(n.parameters(), lr=0.01) for n in (nets[0], copies[0])]
+    four_steps = dataclasses.replace(config, gradient_steps=4)
+    train_phase(*copy.deepcopy([*nets, optimizers[0], buffers[0]]), four_steps, torch.device("cpu"))
+
+    loss = train_phase(nets[0], nets[1], optimizers[0], buffers[0], config, torch.device("cpu"))
+    batch = buffers[1].sample(config.batch_size)
+    expected = dqn_loss(copies[0], copies[1], batch, config.gamma, double=double)
+    optimizers[1].zero_grad()
+    expected.backward()
+    torch.nn.utils.clip_grad_norm_(copies[0].parameters(), config.max_grad_norm)
+    optimizers[1].step()
+    torch.testing.assert_close(loss, expected.detach())
+    for a, b in zip(nets[0].parameters(), copies[0].parameters(), strict=True):
+        torch.testing.assert_close(a, b)

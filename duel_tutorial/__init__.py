@@ -6,7 +6,11 @@ The package behind the Dueling DQN book. Everything a chapter imports is listed 
 from __future__ import annotations
 
 from duel_tutorial.aggregation import AGGREGATIONS, aggregate
+from duel_tutorial.checkpoint import load_policy
+from duel_tutorial.config import PRESETS, DQNConfig, preset
 from duel_tutorial.device import default_device
+from duel_tutorial.envs import action_meanings, make_atari_env, make_atari_vector_env
+from duel_tutorial.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
 from duel_tutorial.model import (
     DuelDQN,
     DuelingQNetwork,
@@ -14,21 +18,43 @@ from duel_tutorial.model import (
     MLPQNetwork,
     QNetwork,
 )
+from duel_tutorial.replay import Batch, ReplayBuffer
 from duel_tutorial.shapes import LayerShape, conv_output_size, describe_conv_stack, layer_table
+from duel_tutorial.targets import hard_update, polyak_update, td_loss, td_target
+
+# The training loop and evaluation are used through their modules (`from duel_tutorial.train
+# import train`, `python -m duel_tutorial.train`), not re-exported here: importing them in
+# the package would make `python -m duel_tutorial.train` import its own module twice.
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AGGREGATIONS",
+    "PRESETS",
+    "Batch",
+    "DQNConfig",
     "DuelDQN",
     "DuelingQNetwork",
     "LayerShape",
     "MLPDuelingQNetwork",
     "MLPQNetwork",
     "QNetwork",
+    "ReplayBuffer",
+    "action_meanings",
     "aggregate",
     "conv_output_size",
     "default_device",
     "describe_conv_stack",
+    "epsilon_greedy",
+    "exponential_epsilon",
+    "hard_update",
     "layer_table",
+    "linear_epsilon",
+    "load_policy",
+    "make_atari_env",
+    "make_atari_vector_env",
+    "polyak_update",
+    "preset",
+    "td_loss",
+    "td_target",
 ]

@@ -3,12 +3,13 @@
 Both train the same thing in one process, interleaved run by run so that a busy
 machine slows both alike: CartPole-v1, the same number of environment steps, the same
 single-stream MLP (4 -> 64 -> 127 -> 2, 8,831 parameters: the parameter-matched
-baseline of the book), batch 64, a training phase of 128 gradient steps every 256
-environment steps, target copy every 10 steps, Huber loss, gradient clipping at 10,
-Adam with lr 2.3e-3, the same linear epsilon schedule (the rl-baselines3-zoo CartPole
-settings, our CartPole preset). Both use one torch thread (our ``train`` sets
-``torch_threads=1``; SB3 is run under ``torch.set_num_threads(1)`` too, which is also
-its fastest setting for such a small network; ``--sb3-threads 0`` keeps torch's default).
+baseline of the book) and the hyperparameters of our CartPole preset (``DQNConfig()``:
+batch, train frequency, gradient steps, target interval, learning rate, gradient
+clipping, linear epsilon schedule), read from the config so the two cannot drift apart.
+SB3 always uses the Huber loss and a constant learning rate. Both use one torch thread
+(our ``train`` sets ``torch_threads=1``; SB3 is run under ``torch.set_num_threads(1)``
+too, which is also its fastest setting for such a small network; ``--sb3-threads 0``
+keeps torch's default).
 
 Reported: steps per second (SPS, wall time of the whole ``learn``/``train`` call) for
 
@@ -77,7 +78,8 @@ def sb3(steps: int, seed: int, threads: int, fused: bool) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=50_000, help="environment steps per run")
+    parser.add_argument("--steps", type=int, default=DQNConfig().total_steps,
+                        help="environment steps per run [default: the preset's total_steps]")
     parser.add_argument("--repeats", type=int, default=3, help="runs per implementation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sb3-threads", type=int, default=1,

@@ -38,7 +38,16 @@ class DQNConfig:
 
     Sources: "zoo" is rl-baselines3-zoo's ``hyperparams/dqn.yml`` entry for CartPole-v1
     (Raffin, 2020); "CleanRL" is ``cleanrl/dqn.py`` (Huang et al., 2022); "tuned" means
-    chosen for this book on CartPole over several seeds (see benchmarks/ and the chapter).
+    chosen for this book by training CartPole-v1 with seeds 0-9 and evaluating the final
+    network greedily over 20 episodes: with these values every seed scored >= 475.
+
+    What the tuning found (starting from the zoo's values, which with this small network
+    solved CartPole for only some seeds and often collapsed after solving it): the
+    squared error learns the rare failure transitions (target 1 against Q near 100) much
+    faster than the Huber loss, whose gradient is capped at 1; annealing the learning rate
+    to 0 keeps the solved policy from drifting away at the end; small training phases
+    (4 gradient steps every 4 environment steps) with a target copy every 100 steps learn
+    faster per environment step than the zoo's 128 steps every 256.
     """
 
     # --- run ---------------------------------------------------------------------------
@@ -46,8 +55,8 @@ class DQNConfig:
         "gymnasium environment id", "Barto et al. (1983)"))
     seed: int = field(default=0, metadata=_doc(
         "seeds torch, numpy, the environments and replay sampling", "-"))
-    total_steps: int = field(default=50_000, metadata=_doc(
-        "environment steps to train for (summed over vector envs)", "zoo: 5e4"))
+    total_steps: int = field(default=30_000, metadata=_doc(
+        "environment steps to train for (summed over vector envs)", "tuned (zoo: 5e4)"))
     num_envs: int = field(default=1, metadata=_doc(
         "environments stepped in lockstep (gymnasium.vector, sync)", "CleanRL: 1"))
     # --- network -----------------------------------------------------------------------
@@ -61,32 +70,32 @@ class DQNConfig:
         f"how V and A make Q, one of {AGGREGATIONS}", "Wang et al. (2016), eq. 9"))
     # --- learning ----------------------------------------------------------------------
     lr: float = field(default=2.3e-3, metadata=_doc(
-        "Adam learning rate", "zoo"))
-    anneal_lr: bool = field(default=False, metadata=_doc(
-        "decay the learning rate linearly to 0 over total_steps", "CleanRL ppo.py"))
+        "Adam learning rate (the initial one if anneal_lr)", "zoo"))
+    anneal_lr: bool = field(default=True, metadata=_doc(
+        "decay the learning rate linearly to 0 over total_steps", "tuned; CleanRL ppo.py"))
     gamma: float = field(default=0.99, metadata=_doc(
         "discount factor", "seed 002; zoo"))
     batch_size: int = field(default=64, metadata=_doc(
         "transitions per gradient step", "seed 002; zoo"))
-    buffer_capacity: int = field(default=100_000, metadata=_doc(
-        "replay buffer capacity (transitions)", "zoo"))
+    buffer_capacity: int = field(default=50_000, metadata=_doc(
+        "replay buffer capacity (transitions)", "tuned: holds the whole run (zoo: 1e5)"))
     learning_starts: int = field(default=1_000, metadata=_doc(
         "environment steps before learning starts", "zoo"))
-    train_freq: int = field(default=256, metadata=_doc(
-        "environment steps between training phases", "zoo"))
-    gradient_steps: int = field(default=128, metadata=_doc(
-        "gradient steps per training phase", "zoo"))
+    train_freq: int = field(default=4, metadata=_doc(
+        "environment steps between training phases", "Mnih et al. (2015)"))
+    gradient_steps: int = field(default=4, metadata=_doc(
+        "gradient steps per training phase", "tuned: one per environment step"))
     double_dqn: bool = field(default=False, metadata=_doc(
         "Double DQN target (online argmax, target value) instead of max",
         "van Hasselt et al. (2016)"))
-    loss: Loss = field(default="huber", metadata=_doc(
-        f"TD loss, one of {LOSSES}", "Mnih et al. (2015)"))
+    loss: Loss = field(default="mse", metadata=_doc(
+        f"TD loss, one of {LOSSES}", "seed 002; tuned (huber: Mnih et al., 2015)"))
     max_grad_norm: float = field(default=10.0, metadata=_doc(
         "clip the global gradient norm to this (inf: no clipping)",
         "SB3 DQN; Wang et al. (2016) clip at 10"))
     # --- target network ----------------------------------------------------------------
-    target_update_interval: int = field(default=10, metadata=_doc(
-        "environment steps between target-network updates", "zoo"))
+    target_update_interval: int = field(default=100, metadata=_doc(
+        "environment steps between target-network updates", "tuned (zoo: 10)"))
     tau: float = field(default=1.0, metadata=_doc(
         "target update θ⁻ ← τθ + (1-τ)θ⁻; 1.0 is a hard copy", "CleanRL; Mnih et al. (2015)"))
     # --- exploration -------------------------------------------------------------------
@@ -97,8 +106,9 @@ class DQNConfig:
         "initial epsilon", "Mnih et al. (2015); seed 002"))
     epsilon_end: float = field(default=0.04, metadata=_doc(
         "final (floor) epsilon", "zoo"))
-    exploration_fraction: float = field(default=0.16, metadata=_doc(
-        "linear schedule: fraction of total_steps over which epsilon decays", "zoo"))
+    exploration_fraction: float = field(default=0.2, metadata=_doc(
+        "linear schedule: fraction of total_steps over which epsilon decays",
+        "tuned (zoo: 0.16)"))
     epsilon_decay: float = field(default=0.995, metadata=_doc(
         "exponential schedule: epsilon factor per finished episode", "seed 002"))
     # --- system ------------------------------------------------------------------------
@@ -197,8 +207,8 @@ PRESETS: dict[str, DQNConfig] = {
     # target, target copy every 1000 steps, epsilon x0.995 per episode (floor 0.01 is ours:
     # the sketch has none).
     "seed002": DQNConfig(
-        lr=1e-3, batch_size=64, buffer_capacity=10_000, learning_starts=64, train_freq=1,
-        gradient_steps=1, loss="mse", target_update_interval=1_000, tau=1.0,
+        lr=1e-3, anneal_lr=False, batch_size=64, buffer_capacity=10_000, learning_starts=64,
+        train_freq=1, gradient_steps=1, loss="mse", target_update_interval=1_000, tau=1.0,
         epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01,
         epsilon_decay=0.995, max_grad_norm=math.inf,
     ),

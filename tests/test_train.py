@@ -271,7 +271,8 @@ def test_a_one_step_training_phase_is_one_dqn_loss_update(double):
 
     loss = train_phase(nets[0], nets[1], optimizers[0], buffers[0], config, torch.device("cpu"))
     batch = buffers[1].sample(config.batch_size)
-    expected = dqn_loss(copies[0], copies[1], batch, config.gamma, double=double)
+    expected = dqn_loss(copies[0], copies[1], batch, config.gamma, double=double,
+                        loss=config.loss)
     optimizers[1].zero_grad()
     expected.backward()
     torch.nn.utils.clip_grad_norm_(copies[0].parameters(), config.max_grad_norm)

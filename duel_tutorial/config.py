@@ -58,7 +58,8 @@ class DQNConfig:
     total_steps: int = field(default=30_000, metadata=_doc(
         "environment steps to train for (summed over vector envs)", "tuned (zoo: 5e4)"))
     num_envs: int = field(default=1, metadata=_doc(
-        "environments stepped in lockstep (gymnasium.vector, sync)", "CleanRL: 1"))
+        "environments stepped in lockstep (gymnasium.vector, sync; Atari: ale-py's "
+        "AtariVectorEnv)", "CleanRL: 1"))
     # --- network -----------------------------------------------------------------------
     network: Network = field(default="dueling", metadata=_doc(
         "'dueling' (V and A streams) or 'single' (one stream, same parameter count)",
@@ -71,6 +72,8 @@ class DQNConfig:
     # --- learning ----------------------------------------------------------------------
     lr: float = field(default=2.3e-3, metadata=_doc(
         "Adam learning rate (the initial one if anneal_lr)", "zoo"))
+    adam_eps: float = field(default=1e-8, metadata=_doc(
+        "Adam's epsilon (denominator floor)", "torch default"))
     anneal_lr: bool = field(default=True, metadata=_doc(
         "decay the learning rate linearly to 0 over total_steps", "tuned; CleanRL ppo.py"))
     gamma: float = field(default=0.99, metadata=_doc(
@@ -93,6 +96,9 @@ class DQNConfig:
     max_grad_norm: float = field(default=10.0, metadata=_doc(
         "clip the global gradient norm to this (inf: no clipping)",
         "SB3 DQN; Wang et al. (2016) clip at 10"))
+    trunk_grad_scale: float = field(default=1.0, metadata=_doc(
+        "dueling conv networks: scale the gradient where the V and A streams combine "
+        "(1/sqrt(2) in the paper)", "Wang et al. (2016), sec. 4.2"))
     # --- target network ----------------------------------------------------------------
     target_update_interval: int = field(default=100, metadata=_doc(
         "environment steps between target-network updates", "tuned (zoo: 10)"))
@@ -111,6 +117,12 @@ class DQNConfig:
         "tuned (zoo: 0.16)"))
     epsilon_decay: float = field(default=0.995, metadata=_doc(
         "exponential schedule: epsilon factor per finished episode", "seed 002"))
+    replay_device: str = field(default="auto", metadata=_doc(
+        "Atari frame replay storage: 'auto' (the training device), 'cpu', 'cuda', ...",
+        "-"))
+    stop_return: float = field(default=math.inf, metadata=_doc(
+        "stop early once a periodic greedy evaluation's mean return reaches this "
+        "(inf: never)", "-"))
     # --- system ------------------------------------------------------------------------
     device: str = field(default="auto", metadata=_doc(
         "'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...", "-"))
@@ -156,6 +168,10 @@ class DQNConfig:
             _bad("gamma", "in [0, 1]", self.gamma)
         if not 0.0 < self.tau <= 1.0:
             _bad("tau", "in (0, 1]", self.tau)
+        if not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):
+            _bad("adam_eps", "a finite number > 0", self.adam_eps)
+        if not 0.0 < self.trunk_grad_scale <= 1.0:
+            _bad("trunk_grad_scale", "in (0, 1]", self.trunk_grad_scale)
         if not self.max_grad_norm > 0:
             _bad("max_grad_norm", "> 0 (inf: no clipping)", self.max_grad_norm)
         for name in ("epsilon_start", "epsilon_end"):
@@ -211,6 +227,26 @@ PRESETS: dict[str, DQNConfig] = {
         train_freq=1, gradient_steps=1, loss="mse", target_update_interval=1_000, tau=1.0,
         epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01,
         epsilon_decay=0.995, max_grad_norm=math.inf,
+    ),
+    # The recipe of Wang et al. (2016) for Atari: Double DQN targets, gradient-norm
+    # clipping at 10, the combined gradient rescaled by 1/sqrt(2), Huber loss, hard target
+    # updates, a linear epsilon schedule, the DuelDQN architecture with mean aggregation.
+    # Where the paper gives no value (it defers to van Hasselt et al., 2016, who use
+    # RMSProp) or a CPU could not afford it, the choice is ours, from these anchors:
+    # Adam with lr 1e-4 (CleanRL dqn_atari.py) and eps 1.5e-4 (Hessel et al., 2018);
+    # batch 32, gamma 0.99, one update per 4 environment steps (Mnih et al., 2015);
+    # 100k transitions of replay, not 1M (enough for Pong; 0.7 GB as frames); learning
+    # from 20k stored transitions and epsilon 1 -> 0.01 over the first 250k steps
+    # (Dopamine's DQN); a target copy every 1,000 steps (CleanRL); 4 environments
+    # stepped together (ale-py's C++ vector env).
+    "atari": DQNConfig(
+        env_id="ALE/Pong-v5", total_steps=2_500_000, num_envs=4, lr=1e-4, adam_eps=1.5e-4,
+        anneal_lr=False, gamma=0.99, batch_size=32, buffer_capacity=100_000,
+        learning_starts=20_000, train_freq=4, gradient_steps=1, double_dqn=True,
+        loss="huber", max_grad_norm=10.0, trunk_grad_scale=2**-0.5,
+        target_update_interval=1_000, tau=1.0, epsilon_schedule="linear",
+        epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.1,
+        eval_interval=50_000, eval_episodes=10, checkpoint_interval=50_000, torch_threads=0,
     ),
 }
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from duel_tutorial.checkpoint import check_compatible, checkpoint_path, load_policy
+from duel_tutorial.envs import EVAL_EPSILON, make_atari_vector_env
 from duel_tutorial.exploration import epsilon_greedy
 
 EVAL_SEED_OFFSET = 1000
@@ -39,18 +40,27 @@ def evaluate(
     env_id: str,
     episodes: int = 20,
     seed: int = 0,
-    epsilon: float = 0.0,
+    epsilon: float | None = None,
 ) -> np.ndarray:
-    """Returns ``(episodes,)`` of ``network``'s epsilon-greedy policy (greedy by default).
+    """Returns ``(episodes,)`` of ``network``'s epsilon-greedy policy.
 
     Episode ``k`` starts from ``env.reset(seed=seed + k)``. The network is called on the
-    device its parameters live on. ``epsilon > 0`` (e.g. 0.05, Mnih et al., 2015) adds
-    random actions.
+    device its parameters live on. ``epsilon`` defaults to 0 (greedy), and for Atari to
+    :data:`~duel_tutorial.envs.EVAL_EPSILON` (0.001).
+
+    Atari ids (``ALE/...``) follow the evaluation protocol of Wang et al. (2016): the
+    evaluation preprocessing of :mod:`duel_tutorial.envs` (up to 30 no-op starts, full
+    games without episodic life, raw unclipped scores, the 108,000-frame cap), all
+    ``episodes`` games played at once in ale-py's vector env, one game per sub-env.
     """
-    from duel_tutorial.train import make_env  # train imports this module
+    from duel_tutorial.train import is_atari, make_env  # train imports this module
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes!r}")
+    if is_atari(env_id):
+        return _evaluate_atari(network, env_id, episodes, seed,
+                               EVAL_EPSILON if epsilon is None else epsilon)
+    epsilon = 0.0 if epsilon is None else epsilon
     env = make_env(env_id, num_envs=1)
     n_actions = int(env.single_action_space.n)
     rng = np.random.default_rng(seed)
@@ -72,6 +82,30 @@ def evaluate(
     return returns
 
 
+def _evaluate_atari(network: nn.Module, env_id: str, episodes: int, seed: int,
+                    epsilon: float) -> np.ndarray:
+    """One full game per sub-environment of an evaluation-preset vector env."""
+    env = make_atari_vector_env(env_id, episodes, train=False)
+    n_actions = int(env.single_action_space.n)
+    device = next(network.parameters()).device
+    rng = np.random.default_rng(seed)
+    returns = np.zeros(episodes)
+    playing = np.ones(episodes, dtype=bool)  # still in its first game
+    was_training = network.training
+    network.eval()
+    try:
+        obs, _ = env.reset(seed=seed)  # sub-env k gets seed + k
+        while playing.any():
+            actions = epsilon_greedy(network, obs, epsilon, n_actions, rng, device)
+            obs, reward, terminated, truncated, _ = env.step(actions)
+            returns += np.where(playing, reward, 0)
+            playing &= ~(terminated | truncated)
+    finally:
+        env.close()
+        network.train(was_training)
+    return returns
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m duel_tutorial.evaluate",
@@ -84,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint name in the run directory: final or last [default: final]")
     parser.add_argument("--seed", type=int, default=None,
                         help="episode k is reset with seed + k [default: training seed + 1000]")
-    parser.add_argument("--epsilon", type=float, default=0.0,
-                        help="probability of a random action [default: 0, greedy]")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="probability of a random action [default: 0, greedy; Atari: "
+                        f"{EVAL_EPSILON}, the protocol of Wang et al. 2016]")
     parser.add_argument("--env", default=None,
                         help="environment id [default: the one the run was trained on]")
     parser.add_argument("--device", default=None, help="torch device [default: cuda if available]")
@@ -99,9 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         network, config, sidecar = load_policy(args.run, args.checkpoint, args.device)
         env_id = args.env or config.env_id
         if args.env:
-            from duel_tutorial.train import make_env
+            from duel_tutorial.train import is_atari, make_env
 
-            probe = make_env(env_id)
+            probe = make_atari_vector_env(env_id, 1) if is_atari(env_id) else make_env(env_id)
             check_compatible(sidecar, obs_shape=probe.single_observation_space.shape,
                              n_actions=int(probe.single_action_space.n))
             probe.close()
@@ -110,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             returns = evaluate(network, env_id, args.episodes, seed, args.epsilon)
     except (ValueError, gym.error.Error) as err:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
-    policy = "greedy" if args.epsilon == 0 else f"epsilon={args.epsilon}"
+    epsilon = args.epsilon if args.epsilon is not None else (
+        EVAL_EPSILON if env_id.startswith("ALE/") else 0.0)
+    policy = "greedy" if epsilon == 0 else f"epsilon={epsilon}"
     print(f"{env_id}: {checkpoint_path(args.run, args.checkpoint)} (step {sidecar['step']}, "
           f"{config.network}), {args.episodes} {policy} episodes from seed {seed}: "
           f"mean return {returns.mean():.2f}, std {returns.std():.2f} "

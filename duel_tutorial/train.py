@@ -67,11 +67,12 @@ from duel_tutorial.checkpoint import (
 )
 from duel_tutorial.config import PRESETS, DQNConfig, add_config_arguments, config_overrides
 from duel_tutorial.device import default_device
+from duel_tutorial.envs import make_atari_vector_env
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
 from duel_tutorial.model import DuelingQNetwork, MLPDuelingQNetwork, MLPQNetwork, QNetwork
 from duel_tutorial.provenance import provenance
-from duel_tutorial.replay import ReplayBuffer
+from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.targets import polyak_update, td_loss, td_target
 
 METRICS_FILE = "metrics.csv"
@@ -151,10 +152,43 @@ def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | gym.Space, n_ac
         return MLPQNetwork(shape[0], n_actions, hidden=(config.hidden, width))
     if len(shape) == 3:
         if config.network == "dueling":
-            return DuelingQNetwork(n_actions, in_channels=shape[0], aggregation=config.aggregation)
+            network = DuelingQNetwork(n_actions, in_channels=shape[0],
+                                      aggregation=config.aggregation)
+            if config.trunk_grad_scale != 1.0:
+                scale_combined_gradient(network, config.trunk_grad_scale)
+            return network
         return QNetwork(n_actions, in_channels=shape[0])
     raise ValueError(f"observations must be vectors (D,) or frame stacks (C, 84, 84); got shape "
                      f"{shape}")
+
+
+def scale_combined_gradient(network: DuelingQNetwork, scale: float) -> None:
+    """Multiply by ``scale`` the gradient flowing back from the two streams into the trunk.
+
+    Wang et al. (2016, sec. 4.2) "rescale the combined gradient entering the last
+    convolutional layer by 1/sqrt(2)": both streams send their gradient into the shared
+    layers, and the rescaling keeps its size near a single stream's. In the paper the
+    streams split right after the last conv layer; in seed 000's network they split after
+    the shared 512-unit layer ``lin``, so the hook sits on ``lin``'s output, where the two
+    gradients meet; the conv layers below receive the rescaled gradient too. The forward
+    pass is unchanged. A ``copy.deepcopy`` of the network (the target network) carries the
+    hook, which does nothing there: it runs without gradients.
+    """
+    if not isinstance(network, DuelingQNetwork):
+        raise ValueError(f"scale_combined_gradient needs a DuelingQNetwork; got "
+                         f"{type(network).__name__}")
+
+    def rescale_backward(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if output.requires_grad:
+            # dL/dh <- scale * (dL/dh from V + dL/dh from A)
+            output.register_hook(lambda grad: grad * scale)
+
+    network.lin.register_forward_hook(rescale_backward)
+
+
+def is_atari(env_id: str) -> bool:
+    """ALE ids (``ALE/Pong-v5``) train through :func:`make_atari_vector_env`."""
+    return env_id.startswith("ALE/")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -347,7 +381,11 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
         raise ValueError(f"{out} already holds a run ({METRICS_FILE}); resume it, or choose "
                          "another output directory")
     device = resolve_device(config.device)
-    envs = make_env(config.env_id, config.num_envs)
+    # Atari: ale-py's C++ vector env with the training preprocessing (envs.py), NEXT_STEP
+    # autoreset, frames stored once. Anything else: a gymnasium vector env, SAME_STEP.
+    atari = is_atari(config.env_id)
+    envs = (make_atari_vector_env(config.env_id, config.num_envs, seed=config.seed) if atari
+            else make_env(config.env_id, config.num_envs))
     obs_space = envs.single_observation_space
     n_actions = int(envs.single_action_space.n)
     n = config.num_envs
@@ -357,12 +395,20 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
     online = make_network(config, obs_space.shape, n_actions).to(device)
     target_net = copy.deepcopy(online).requires_grad_(False)  # θ⁻ = θ
     # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor
-    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr,
+    optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps,
                                  fused=device.type in ("cpu", "cuda"))
     act_seed, replay_seed = np.random.SeedSequence(config.seed).spawn(2)
     act_rng = np.random.default_rng(act_seed)  # epsilon-greedy coin flips and random actions
-    buffer = ReplayBuffer(config.buffer_capacity, obs_space.shape, obs_space.dtype,
-                          rng=np.random.default_rng(replay_seed))
+    buffer: ReplayBuffer | FrameReplayBuffer
+    if atari:
+        replay_device = device if config.replay_device == "auto" else resolve_device(
+            config.replay_device)
+        buffer = FrameReplayBuffer(config.buffer_capacity, n, obs_space.shape[1:],
+                                   obs_space.shape[0], device=replay_device,
+                                   rng=np.random.default_rng(replay_seed))
+    else:
+        buffer = ReplayBuffer(config.buffer_capacity, obs_space.shape, obs_space.dtype,
+                              rng=np.random.default_rng(replay_seed))
     network_info = {"kind": config.network, "class": type(online).__name__,
                     "hidden": config.hidden, "obs_shape": list(obs_space.shape),
                     "obs_dtype": str(obs_space.dtype), "n_actions": n_actions}
@@ -393,6 +439,9 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
 
     # A fresh episode in every environment (on resume too: environment state is not saved).
     obs, _ = envs.reset(seed=config.seed + step)
+    if atari:
+        buffer.start(obs)
+    new_game = np.zeros(n, dtype=bool)  # Atari: envs that this step will reset (NEXT_STEP)
     ep_return = np.zeros(n)
     ep_length = np.zeros(n, dtype=np.int64)
     loss_sum, loss_count = torch.zeros((), device=device), 0
@@ -403,21 +452,29 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
         epsilon = current_epsilon(config, step, episode)
         actions = epsilon_greedy(online, obs, epsilon, n_actions, act_rng, device)
 
-        # 2. step: a finished episode's real last observation is in info["final_obs"]
+        # 2. step (gymnasium: a finished episode's real last observation is info["final_obs"])
         next_obs, reward, terminated, truncated, info = envs.step(actions)
         step += n
-        done = terminated | truncated
-        real_next_obs = next_obs
-        if done.any():
-            real_next_obs = next_obs.copy()
-            for i in np.flatnonzero(done):
-                real_next_obs[i] = info["final_obs"][i]
+        if atari:  # a lost life terminates a training episode, only a game over resets
+            done = truncated | (terminated & (info["lives"] == 0))
+        else:
+            done = terminated | truncated
+            real_next_obs = next_obs
+            if done.any():
+                real_next_obs = next_obs.copy()
+                for i in np.flatnonzero(done):
+                    real_next_obs[i] = info["final_obs"][i]
 
         # 3. store (terminated and truncated separately: only termination stops bootstrapping)
-        buffer.add(obs, actions, reward, real_next_obs, terminated, truncated)
+        if atari:  # the step into a new game (NEXT_STEP autoreset) is not a transition
+            buffer.add(actions, reward, terminated, truncated, next_obs, new_game)
+            ep_length += ~new_game
+            new_game = done
+        else:
+            buffer.add(obs, actions, reward, real_next_obs, terminated, truncated)
+            ep_length += 1
         obs = next_obs
         ep_return += reward
-        ep_length += 1
 
         # 4. learn: a phase of gradient_steps minibatch updates every train_freq steps
         if step >= config.learning_starts and _crossed(step, config.train_freq, n):
@@ -461,6 +518,8 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
             eval_rows += 1
             if eval_log is not None:
                 eval_log.write(evals[-1])
+            if evals[-1]["mean"] >= config.stop_return:
+                break  # good enough: stop early (the final checkpoint is written below)
 
         # 8. checkpoint
         if (out is not None and config.checkpoint_interval and step < config.total_steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from duel_tutorial.replay import Batch, ReplayBuffer
+from duel_tutorial.envs import make_atari_vector_env
+from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
 
 
 def _fill(buffer: ReplayBuffer, n: int, start: int = 0) -> None:
@@ -134,3 +136,93 @@ def test_a_phase_of_minibatches_is_sampled_at_once():
     _fill(buffer, 10)
     batch = buffer.sample(8, n_batches=5)  # 40 rows > 10 stored: fine, 8 <= 10 per minibatch
     assert batch.obs.shape == (40, 4)
+
+
+# --- frame replay (Atari) ---------------------------------------------------------------
+
+
+def _breakout_rollout(buffer: FrameReplayBuffer, steps: int, seed: int = 0) -> dict:
+    """Random play in a 2-env training Breakout (lost lives and game overs), stored in
+    ``buffer`` the way ``train`` stores it; returns the true transitions by (env, slot)."""
+    env = make_atari_vector_env("ALE/Breakout-v5", buffer.num_envs)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    buffer.start(obs)
+    truth, new_game = {}, np.zeros(buffer.num_envs, dtype=bool)
+    for _ in range(steps):
+        action = rng.integers(0, 4, buffer.num_envs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        for i in np.flatnonzero(~new_game):
+            truth[i, buffer.written - 1] = (obs[i], action[i], reward[i], next_obs[i],
+                                            terminated[i], truncated[i])
+        buffer.add(action, reward, terminated, truncated, next_obs, new_game)
+        new_game = truncated | (terminated & (info["lives"] == 0))  # game over
+        obs = next_obs
+    env.close()
+    return truth
+
+
+def test_frame_replay_rebuilds_the_exact_stacks_across_lives_games_and_wraparound():
+    buffer = FrameReplayBuffer(2 * 150, num_envs=2, seed=0)
+    truth = _breakout_rollout(buffer, 700)
+    assert buffer.written > 2 * buffer.slots  # the rings wrapped around twice
+    games = sum(bool(t[4]) for t in truth.values())
+    assert games >= 10  # plenty of lost lives (terminated) in random Breakout
+    buffer.rng = np.random.default_rng(7)
+    stream, slot = buffer.sample_indices(50, n_batches=8)
+    buffer.rng = np.random.default_rng(7)  # sample() draws the same indices
+    batch = buffer.sample(50, n_batches=8)
+    for j in range(400):
+        obs, action, reward, next_obs, terminated, truncated = truth[stream[j], slot[j]]
+        assert np.array_equal(batch.obs[j].numpy(), obs)
+        assert np.array_equal(batch.next_obs[j].numpy(), next_obs)
+        assert (batch.action[j], batch.reward[j]) == (action, reward)
+        assert (batch.terminated[j], batch.truncated[j]) == (terminated, truncated)
+    assert batch.obs.dtype == torch.uint8 and batch.obs.shape == (400, 4, 84, 84)
+
+
+def test_a_sampled_transition_never_spans_two_games():
+    buffer = FrameReplayBuffer(2 * 400, num_envs=2, seed=1)
+    truth = _breakout_rollout(buffer, 380, seed=3)
+    stream, slot = buffer.sample_indices(100, n_batches=20)
+    assert all((s, t) in truth for s, t in zip(stream, slot, strict=True))
+    # a reset observation is zero-padded: such a stack is never a next_obs
+    batch = buffer.sample(100, n_batches=20)
+    padded = (batch.next_obs[:, :3] == 0).flatten(1).all(1)
+    assert not padded.any()
+
+
+def test_frame_replay_stores_each_frame_once():
+    frames = FrameReplayBuffer(1_000, num_envs=4)
+    flat = ReplayBuffer(1_000, (4, 84, 84), np.uint8)
+    assert frames.nbytes == 1_000 * (84 * 84 + 8 + 4 + 1 + 1 + 2)
+    assert flat.nbytes > 7.9 * frames.nbytes
+    one_million = 1_000_000 * (84 * 84 + 16)
+    assert round(one_million / 1e9, 2) == 7.07  # the figure the docstring quotes
+
+
+def test_frame_replay_state_dict_round_trip_samples_the_same():
+    buffer = FrameReplayBuffer(2 * 100, num_envs=2, seed=0)
+    _breakout_rollout(buffer, 150)
+    copy = FrameReplayBuffer(2 * 100, num_envs=2, seed=5)
+    copy.load_state_dict(buffer.state_dict())
+    copy.rng.bit_generator.state = buffer.rng.bit_generator.state
+    for a, b in zip(buffer.sample(64), copy.sample(64), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="frames of shape"):
+        FrameReplayBuffer(2 * 50, num_envs=2).load_state_dict(buffer.state_dict())
+
+
+def test_frame_replay_errors_are_clear():
+    buffer = FrameReplayBuffer(100, num_envs=2)
+    with pytest.raises(ValueError, match="call start"):
+        buffer.add(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2),
+                   np.zeros((2, 4, 84, 84), np.uint8), np.zeros(2, bool))
+    with pytest.raises(ValueError, match=re.escape(
+            "observations must be uint8 of shape (2, 4, 84, 84); got float32 (2, 84, 84, 4)")):
+        buffer.start(np.zeros((2, 84, 84, 4), np.float32))
+    buffer.start(np.zeros((2, 4, 84, 84), np.uint8))
+    with pytest.raises(ValueError, match="cannot sample 1 transitions: the buffer holds 0"):
+        buffer.sample(1)
+    with pytest.raises(ValueError, match="at least 6 slots per environment"):
+        FrameReplayBuffer(10, num_envs=2)

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from duel_tutorial.config import DQNConfig, add_config_arguments
+from duel_tutorial.config import DQNConfig, add_config_arguments, preset
+from duel_tutorial.evaluate import evaluate
 from duel_tutorial.evaluate import main as evaluate_main
-from duel_tutorial.model import MLPDuelingQNetwork, MLPQNetwork
-from duel_tutorial.replay import ReplayBuffer
+from duel_tutorial.model import DuelingQNetwork, MLPDuelingQNetwork, MLPQNetwork
+from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.targets import dqn_loss
 from duel_tutorial.train import (
     build_parser,
@@ -29,6 +30,7 @@ from duel_tutorial.train import (
     make_env,
     make_network,
     matched_hidden,
+    scale_combined_gradient,
     train,
     train_phase,
 )
@@ -280,3 +282,59 @@ def test_a_one_step_training_phase_is_one_dqn_loss_update(double):
     torch.testing.assert_close(loss, expected.detach())
     for a, b in zip(nets[0].parameters(), copies[0].parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+# --- Atari ------------------------------------------------------------------------------
+
+ATARI_TINY = preset("atari", total_steps=240, num_envs=2, learning_starts=64, batch_size=8,
+                    buffer_capacity=400, target_update_interval=40, eval_interval=0,
+                    checkpoint_interval=120, device="cpu", torch_threads=1)
+
+
+def test_the_atari_preset_is_the_papers_recipe():
+    c = preset("atari")
+    assert c.env_id == "ALE/Pong-v5" and c.network == "dueling" and c.aggregation == "mean"
+    assert c.double_dqn and c.loss == "huber" and c.max_grad_norm == 10.0
+    assert c.trunk_grad_scale == pytest.approx(1 / np.sqrt(2))
+    assert c.tau == 1.0 and c.epsilon_schedule == "linear"
+    assert (c.batch_size, c.gamma, c.train_freq // c.gradient_steps) == (32, 0.99, 4)
+
+
+def test_combined_gradient_is_rescaled_below_the_streams_only():
+    torch.manual_seed(0)
+    plain = make_network(ATARI_TINY, (4, 84, 84), 6)
+    scaled = copy.deepcopy(plain)
+    scale_combined_gradient(scaled, 0.5)
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    for net in (plain, scaled):
+        net(obs).square().sum().backward()
+    grads = {name: p.grad for name, p in plain.named_parameters()}
+    for name, p in scaled.named_parameters():
+        below = name.startswith(("conv", "lin"))
+        torch.testing.assert_close(p.grad, grads[name] * (0.5 if below else 1.0))
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(obs), plain(obs))  # forward unchanged
+    with pytest.raises(ValueError, match="needs a DuelingQNetwork; got MLPQNetwork"):
+        scale_combined_gradient(MLPQNetwork(4, 2), 0.5)
+
+
+def test_atari_training_runs_resumes_and_keeps_its_frame_replay(tmp_path):
+    out = tmp_path / "pong"
+    first = train(dataclasses.replace(ATARI_TINY, total_steps=120), out)
+    assert isinstance(first.buffer, FrameReplayBuffer) and first.buffer.written == 61
+    assert isinstance(first.network, DuelingQNetwork) and first.network.n_actions == 6
+    resumed = train(ATARI_TINY, out, resume=True)
+    # 60 more vector steps after a fresh reset (one start frame): 61 + 1 + 60 slots
+    assert resumed.steps == 240 and resumed.buffer.written == 122
+    state = resumed.buffer.state_dict()
+    assert np.array_equal(state["frames"][:, :61], first.buffer.state_dict()["frames"][:, :61])
+    sidecar = json.loads((out / "final.json").read_text())
+    assert sidecar["network"]["obs_shape"] == [4, 84, 84] and sidecar["step"] == 240
+
+
+def test_atari_evaluation_plays_one_full_game_per_episode():
+    torch.manual_seed(0)
+    network = make_network(ATARI_TINY, (4, 84, 84), 6)
+    returns = evaluate(network, "ALE/Pong-v5", episodes=2, seed=0)
+    assert returns.shape == (2,) and np.all(returns == np.round(returns))
+    assert np.all(returns <= -18)  # an untrained network loses (almost) every point of a game

@@ -6,7 +6,7 @@ The package behind the Dueling DQN book. Everything a chapter imports is listed 
 from __future__ import annotations
 
 from duel_tutorial.aggregation import AGGREGATIONS, aggregate
-from duel_tutorial.checkpoint import load_policy
+from duel_tutorial.checkpoint import load_policy, load_pretrained, pretrained_card
 from duel_tutorial.config import PRESETS, DQNConfig, preset
 from duel_tutorial.device import default_device
 from duel_tutorial.envs import action_meanings, make_atari_env, make_atari_vector_env
@@ -18,7 +18,7 @@ from duel_tutorial.model import (
     MLPQNetwork,
     QNetwork,
 )
-from duel_tutorial.replay import Batch, ReplayBuffer
+from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.shapes import LayerShape, conv_output_size, describe_conv_stack, layer_table
 from duel_tutorial.targets import hard_update, polyak_update, td_loss, td_target
 
@@ -35,6 +35,7 @@ __all__ = [
     "DQNConfig",
     "DuelDQN",
     "DuelingQNetwork",
+    "FrameReplayBuffer",
     "LayerShape",
     "MLPDuelingQNetwork",
     "MLPQNetwork",
@@ -51,10 +52,12 @@ __all__ = [
     "layer_table",
     "linear_epsilon",
     "load_policy",
+    "load_pretrained",
     "make_atari_env",
     "make_atari_vector_env",
     "polyak_update",
     "preset",
+    "pretrained_card",
     "td_loss",
     "td_target",
 ]

@@ -225,3 +225,37 @@ def load_policy(
     load_network_state(network, strip_prefix("online", tensors),
                        f"checkpoint {checkpoint_path(run, name)}")
     return network.to(device).eval(), config, sidecar
+
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+"""Where the shipped agents live (package data): ``NAME.safetensors`` + ``NAME.json``."""
+
+
+def pretrained_names() -> list[str]:
+    """The names of the shipped agents, e.g. ``["pong"]``."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob(f"*{SUFFIX}"))
+
+
+def load_pretrained(name: str = "pong", device: torch.device | str | None = None) -> nn.Module:
+    """A shipped trained agent: its online network in eval mode on ``device``.
+
+    ``load_pretrained("pong")`` is the dueling network trained on Pong that the book
+    ships (``duel_tutorial/pretrained/pong.safetensors``); it maps frames
+    ``(B, 4, 84, 84) uint8`` (the evaluation preprocessing of
+    :func:`duel_tutorial.envs.make_atari_env`) to Q-values ``(B, 6)``. How it was trained
+    and how it scored is in ``pong.json`` (:func:`pretrained_card`).
+    """
+    path = PRETRAINED_DIR / f"{name}{SUFFIX}"
+    if not path.is_file():
+        raise ValueError(f"no pretrained agent named {name!r}; shipped: {pretrained_names()}")
+    network, _, _ = load_policy(path, device=device)
+    return network
+
+
+def pretrained_card(name: str = "pong") -> dict[str, Any]:
+    """The sidecar of a shipped agent: config, steps, frames, wall time, device, versions,
+    git commit of the training run, and its evaluation returns."""
+    path = PRETRAINED_DIR / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"no pretrained agent named {name!r}; shipped: {pretrained_names()}")
+    return json.loads(path.read_text())

@@ -14,8 +14,10 @@ from duel_tutorial.checkpoint import (
     load_checkpoint,
     load_network_state,
     load_policy,
+    load_pretrained,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    pretrained_card,
     save_checkpoint,
 )
 from duel_tutorial.config import DQNConfig
@@ -134,3 +136,10 @@ def test_resume_refuses_a_checkpoint_of_another_architecture(tmp_path):
     bigger = dataclasses.replace(TINY, total_steps=300, hidden=32)
     with pytest.raises(ValueError, match="hidden is 64, not 32"):
         train(bigger, tmp_path / "run", resume=True)
+
+
+def test_an_unknown_pretrained_agent_is_a_clear_error():
+    with pytest.raises(ValueError, match="no pretrained agent named 'tetris'; shipped: "):
+        load_pretrained("tetris")
+    with pytest.raises(ValueError, match="no pretrained agent named 'tetris'"):
+        pretrained_card("tetris")

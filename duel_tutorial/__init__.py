@@ -19,6 +19,16 @@ from duel_tutorial.model import (
     QNetwork,
 )
 from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
+from duel_tutorial.saliency import (
+    Box,
+    SaliencyMaps,
+    find_ball,
+    find_paddle,
+    reduce_frames,
+    saliency_maps,
+    saliency_overlay,
+    saliency_share,
+)
 from duel_tutorial.shapes import LayerShape, conv_output_size, describe_conv_stack, layer_table
 from duel_tutorial.targets import hard_update, polyak_update, td_loss, td_target
 
@@ -32,6 +42,7 @@ __all__ = [
     "AGGREGATIONS",
     "PRESETS",
     "Batch",
+    "Box",
     "DQNConfig",
     "DuelDQN",
     "DuelingQNetwork",
@@ -41,6 +52,7 @@ __all__ = [
     "MLPQNetwork",
     "QNetwork",
     "ReplayBuffer",
+    "SaliencyMaps",
     "action_meanings",
     "aggregate",
     "conv_output_size",
@@ -48,6 +60,8 @@ __all__ = [
     "describe_conv_stack",
     "epsilon_greedy",
     "exponential_epsilon",
+    "find_ball",
+    "find_paddle",
     "hard_update",
     "layer_table",
     "linear_epsilon",
@@ -58,6 +72,10 @@ __all__ = [
     "polyak_update",
     "preset",
     "pretrained_card",
+    "reduce_frames",
+    "saliency_maps",
+    "saliency_overlay",
+    "saliency_share",
     "td_loss",
     "td_target",
 ]

@@ -5,8 +5,8 @@
     nice python experiments/cartpole.py --seeds 3 --no-anneal-lr --out /tmp/c
 
 The first two made the committed results in ``experiments/cartpole/`` that
-``book/08_cartpole.ipynb`` loads (about 17 and 14 minutes on a 2-core CPU shared with
-other jobs).
+``book/08_cartpole.ipynb`` loads (7 and 4 minutes on a 2-core CPU; 17 and 14 when it
+was shared with a long training job; each JSON records its own wall time).
 
 For seeds 0 .. SEEDS-1 and both networks ("dueling": ``MLPDuelingQNetwork``; "single":
 the parameter-matched ``MLPQNetwork``), trains ``preset("cartpole", seed=s, network=n)``

@@ -291,7 +291,7 @@ class MetricsLog:
             os.replace(tmp, path)
         new = not path.exists() or path.stat().st_size == 0
         self.file = path.open("a", newline="")
-        self.writer = csv.writer(self.file)
+        self.writer = csv.writer(self.file, lineterminator="\n")
         if new:
             self.writer.writerow(self.columns)
             self.file.flush()

@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/export_pretrained.py runs/pong-s0 --name pong --episodes 30
 
-Loads the run's ``final`` checkpoint on the CPU in this (fresh) process, evaluates it
+Loads the run's ``final`` checkpoint (or ``--checkpoint last``, the latest periodic one,
+to ship a run that is still going) on the CPU in this (fresh) process, evaluates it
 with the protocol of Wang et al. (2016) (:func:`duel_tutorial.evaluate.evaluate`: up to
 30 no-op starts, epsilon 0.001, full games, raw scores), and writes
 
@@ -12,7 +13,7 @@ with the protocol of Wang et al. (2016) (:func:`duel_tutorial.evaluate.evaluate`
   wall time, device, library versions and git commit, plus ``evaluation`` (protocol,
   seed, every return, mean, std) and ``export`` (this command's provenance);
 - ``NAME_metrics.csv`` and ``NAME_eval.csv``: the run's training log and its periodic
-  evaluations, which the Atari chapter plots.
+  evaluations up to the shipped checkpoint's step, which the Atari chapter plots.
 
 It refuses to ship an agent whose mean return is below ``--min-return``.
 """
@@ -20,7 +21,7 @@ It refuses to ship an agent whose mean return is below ``--min-return``.
 from __future__ import annotations
 
 import argparse
-import shutil
+import csv
 import sys
 import time
 from pathlib import Path
@@ -41,10 +42,20 @@ from duel_tutorial.evaluate import evaluate
 from duel_tutorial.provenance import provenance
 
 
+def copy_log(source: Path, dest: Path, last_step: int) -> None:
+    """Copy a run's CSV log, keeping the header and the rows up to ``last_step``."""
+    with source.open(newline="") as f_in, dest.open("w", newline="") as f_out:
+        reader, writer = csv.reader(f_in), csv.writer(f_out, lineterminator="\n")
+        writer.writerow(next(reader))
+        writer.writerows(row for row in reader if int(row[0]) <= last_step)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="run directory with final.safetensors")
     parser.add_argument("--name", default="pong", help="name of the shipped agent")
+    parser.add_argument("--checkpoint", default="final", choices=("final", "last"),
+                        help="which checkpoint of the run to ship")
     parser.add_argument("--episodes", type=int, default=30, help="evaluation games")
     parser.add_argument("--seed", type=int, default=2016, help="evaluation seed")
     parser.add_argument("--min-return", type=float, default=19.0,
@@ -53,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 
-    network, config, sidecar = load_policy(args.run, "final", device="cpu")
+    network, config, sidecar = load_policy(args.run, args.checkpoint, device="cpu")
     start = time.perf_counter()
     with torch.no_grad():
         returns = evaluate(network, config.env_id, args.episodes, seed=args.seed)
@@ -65,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not shipped: mean {mean:.2f} < --min-return {args.min_return}")
         return 1
 
-    tensors, _ = load_checkpoint(args.run, "final")
+    tensors, _ = load_checkpoint(args.run, args.checkpoint)
     online = with_prefix("online", strip_prefix("online", tensors))
     card = {
         **sidecar,
@@ -83,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     path = save_checkpoint(args.out / args.name, online, card)
     for log in ("metrics", "eval"):
         if (args.run / f"{log}.csv").exists():
-            shutil.copyfile(args.run / f"{log}.csv", args.out / f"{args.name}_{log}.csv")
+            copy_log(args.run / f"{log}.csv", args.out / f"{args.name}_{log}.csv",
+                     last_step=sidecar["step"])
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {args.name}.json")
     return 0
 

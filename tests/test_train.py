@@ -243,6 +243,7 @@ def test_resume_after_sigkill_continues_the_log(tmp_path):
     after = (out / "metrics.csv").read_text().splitlines()
     kept = checkpoint["metrics_rows"] + 1  # + header
     assert after[:kept] == before[:kept]  # the log up to the checkpoint is untouched
+    assert b"\r" not in (out / "metrics.csv").read_bytes()  # one line ending throughout
     metrics = load_metrics(out)
     assert metrics["episode"].tolist() == list(range(1, len(metrics["episode"]) + 1))
     assert np.all(np.diff(metrics["step"]) > 0)

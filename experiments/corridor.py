@@ -6,7 +6,8 @@
     nice python experiments/corridor.py --seeds 3 --updates 2000 --out /tmp/corridor
 
 The first three made the committed results in ``experiments/corridor/`` that
-``book/11_corridor.ipynb`` loads (about 9, 16 and 6 minutes on a shared 2-core CPU).
+``book/11_corridor.ipynb`` loads (13, 16 and 3.5 minutes on a shared 2-core CPU; each
+JSON records its wall time).
 
 Runs 5/10/20 actions x {single, dueling} x seeds, each a call of
 ``duel_tutorial.corridor.train_policy_evaluation`` on one CPU thread, in a pool of

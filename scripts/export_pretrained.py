@@ -31,10 +31,8 @@ import torch
 
 from duel_tutorial.checkpoint import (
     PRETRAINED_DIR,
-    load_checkpoint,
     load_policy,
     save_checkpoint,
-    strip_prefix,
     with_prefix,
 )
 from duel_tutorial.envs import EVAL_EPSILON, FRAME_SKIP
@@ -76,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not shipped: mean {mean:.2f} < --min-return {args.min_return}")
         return 1
 
-    tensors, _ = load_checkpoint(args.run, args.checkpoint)
-    online = with_prefix("online", strip_prefix("online", tensors))
+    # the network load_policy already read: the checkpoint (with its replay, for `last`,
+    # hundreds of MB) is not read a second time
+    online = with_prefix("online", network.state_dict())
     card = {
         **sidecar,
         "frames": sidecar["step"] * FRAME_SKIP,

@@ -28,8 +28,27 @@ def execute(path: Path, timeout: int) -> float:
     elapsed = time.perf_counter() - start
     for cell in nb.cells:
         cell.metadata.pop("execution", None)  # per-cell timestamps would churn every diff
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
     nbformat.write(nb, path)
     return elapsed
+
+
+def coalesce_streams(outputs: list) -> list:
+    """Consecutive stdout (or stderr) outputs merged into one.
+
+    How a cell's prints are split into messages depends on when the kernel flushes, so
+    without this a re-execution can store the same text in a different number of pieces.
+    """
+    merged: list = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (out.output_type == "stream" and last is not None
+                and last.output_type == "stream" and last.name == out.name):
+            last.text += out.text
+        else:
+            merged.append(out)
+    return merged
 
 
 def main() -> int:

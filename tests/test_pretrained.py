@@ -8,6 +8,7 @@ import torch
 
 from duel_tutorial import DuelingQNetwork
 from duel_tutorial.checkpoint import PRETRAINED_DIR, load_pretrained, pretrained_card
+from duel_tutorial.envs import FRAME_SKIP
 from duel_tutorial.evaluate import evaluate
 from duel_tutorial.train import load_metrics
 
@@ -27,7 +28,7 @@ def test_the_shipped_pong_card_says_how_it_was_made_and_how_it_scored():
     ev = card["evaluation"]
     assert ev["episodes"] >= 10 and len(ev["returns"]) == ev["episodes"]
     assert ev["mean"] == pytest.approx(np.mean(ev["returns"]), abs=1e-3) and ev["mean"] >= 19
-    assert card["frames"] == 4 * card["step"] and card["config"]["env_id"] == "ALE/Pong-v5"
+    assert card["frames"] == FRAME_SKIP * card["step"] and card["config"]["env_id"] == "ALE/Pong-v5"
     for key in ("git_commit", "device", "wall_time_s", "versions", "command"):
         assert card[key], key
 

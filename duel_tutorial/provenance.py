@@ -1,4 +1,5 @@
-"""Where a result came from: command, git commit, device, wall time, library versions.
+"""Where a result came from: command, git commit, device, wall time, library versions and
+floating-point numerics.
 
 Every committed result (a run's metrics, an experiment's CSV, a shipped checkpoint) has a
 JSON sidecar built from :func:`provenance`, so a reader can tell how to reproduce it.
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from duel_tutorial.numerics import numerics
 
 _LIBRARIES = ("duel-tutorial", "torch", "numpy", "gymnasium", "ale-py", "safetensors")
 
@@ -75,6 +78,7 @@ def provenance(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),
         "versions": library_versions(),
+        "numerics": numerics(),
     }
     record.update(extra)
     json.dumps(record)  # fail here, not at write time, if extra is not serialisable

@@ -1,12 +1,16 @@
 """CartPole-v1, dueling against single-stream: the default preset over ten seeds.
 
-    nice python experiments/cartpole.py                                  # cartpole_*
-    nice python experiments/cartpole.py --seeds 5 --loss huber --name cartpole_huber
+    python scripts/numerics.py reference -- nice python experiments/cartpole.py   # cartpole_*
+    python scripts/numerics.py reference -- nice python experiments/cartpole.py \
+        --seeds 5 --loss huber --name cartpole_huber
     nice python experiments/cartpole.py --seeds 3 --no-anneal-lr --out /tmp/c
 
 The first two made the committed results in ``experiments/cartpole/`` that
-``book/08_cartpole.ipynb`` loads (7 and 4 minutes on a 2-core CPU; 17 and 14 when it
-was shared with a long training job; each JSON records its own wall time).
+``book/08_cartpole.ipynb`` loads, under the book's reference numerics
+(``duel_tutorial.numerics``), so that any x86-64 CPU reproduces them run for run (16 and
+6 minutes on a 2-core CPU shared with other work; each JSON records its own wall time
+and numerics). ``cartpole_unpinned_*`` is the first recording of the main experiment,
+made before the numerics were pinned, which chapter 8 compares with.
 
 For seeds 0 .. SEEDS-1 and both networks ("dueling": ``MLPDuelingQNetwork``; "single":
 the parameter-matched ``MLPQNetwork``), trains ``preset("cartpole", seed=s, network=n)``
@@ -105,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(dataclasses.replace(base, network=network, seed=seed), args.greedy_episodes)
             for network, seed in itertools.product(NETWORKS, seeds)]
 
+    # Provenance before the run: its git state must not see the CSVs this run writes.
+    record = provenance(
+        command=["python", "experiments/cartpole.py", *(sys.argv[1:] if argv is None else argv)],
+        device=device, config=base.to_dict(), overrides=overrides,
+        networks=list(NETWORKS), seeds=seeds, greedy_episodes=args.greedy_episodes,
+        eval_seed=f"training seed + {EVAL_SEED_OFFSET}", workers=args.workers,
+        torch_threads_per_worker=1, runs=len(jobs),
+    )
     start = time.perf_counter()
     with get_context("spawn").Pool(args.workers) as pool:
         results = pool.map(_run, jobs, chunksize=1)
@@ -115,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                [row for episodes, _ in results for row in episodes])
     _write_csv(args.out / f"{args.name}_eval.csv", EVAL_COLUMNS,
                [summary for _, summary in results])
-    record = provenance(
-        command=["python", "experiments/cartpole.py", *(sys.argv[1:] if argv is None else argv)],
-        device=device, wall_time_s=wall, config=base.to_dict(), overrides=overrides,
-        networks=list(NETWORKS), seeds=seeds, greedy_episodes=args.greedy_episodes,
-        eval_seed=f"training seed + {EVAL_SEED_OFFSET}", workers=args.workers,
-        torch_threads_per_worker=1, runs=len(jobs),
-    )
+    record["wall_time_s"] = round(wall, 2)
     write_provenance(args.out / f"{args.name}.json", record)
     print(f"{len(jobs)} runs -> {args.out} in {wall:.0f} s")
     return 0

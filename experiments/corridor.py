@@ -79,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(config, kind, seed, record_at)
             for config, kind, seed in itertools.product(configs, NETWORK_KINDS, seeds)]
 
+    # Provenance before the run: its git state must not see the CSV this run writes.
+    config = configs[0].to_dict()
+    config["n_actions"] = list(ACTION_COUNTS)
+    record = provenance(
+        command=["python", "experiments/corridor.py", *(sys.argv[1:] if argv is None else argv)],
+        config=config, seeds=seeds, record_at=record_at,
+        workers=args.workers, torch_threads_per_worker=1, runs=len(jobs),
+    )
     start = time.perf_counter()
     with get_context("spawn").Pool(args.workers) as pool:
         rows = [row for result in pool.imap(_run, jobs) for row in result]
@@ -89,13 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         writer = csv.DictWriter(file, fieldnames=["n_actions", "network", "seed", "updates", "se"])
         writer.writeheader()
         writer.writerows(rows)
-    config = configs[0].to_dict()
-    config["n_actions"] = list(ACTION_COUNTS)
-    record = provenance(
-        command=["python", "experiments/corridor.py", *(sys.argv[1:] if argv is None else argv)],
-        wall_time_s=wall, config=config, seeds=seeds, record_at=record_at,
-        workers=args.workers, torch_threads_per_worker=1, runs=len(jobs),
-    )
+    record["wall_time_s"] = round(wall, 2)
     write_provenance(args.out / f"{args.name}.json", record)
     print(f"{len(jobs)} runs, {len(rows)} rows -> {args.out} in {wall:.0f} s")
     return 0

@@ -1,7 +1,8 @@
 # Two commands do everything on a fresh machine:
 #   make test   set up .venv, run unit tests and every notebook under strict nbval
 #   make book   set up .venv, build the HTML book into _build/html (warnings are errors)
-# Other targets: make install, make lint, make notebooks (re-execute all chapters in place).
+# Other targets: make install, make lint, make notebooks (re-execute all chapters in place),
+#   make portability (every chapter's asserts under other floating-point numerics).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,8 +14,14 @@ TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 PYTEST_WORKERS ?= 2
+# Stored outputs are recorded, and strictly compared, under the reference numerics
+# (duel_tutorial/numerics.py: every library at its AVX2 path, one thread, no GPU), the
+# same on any x86-64 CPU with AVX2. make portability runs the asserts under others.
+UNDER_REFERENCE := $(PY) scripts/numerics.py reference --
+NBVAL_LAX := $(PY) -m pytest --nbval-lax --nbval-current-env book -q \
+	--nbval-cell-timeout 600
 
-.PHONY: install test unit nbval lint book notebooks clean
+.PHONY: install test unit nbval portability lint book notebooks clean
 
 install: $(VENV)/.installed
 
@@ -33,14 +40,17 @@ unit: install
 	$(PY) -m pytest tests -q
 
 nbval: install
-	$(PY) -m pytest --nbval --nbval-current-env book --nbval-sanitize-with book/nbval_sanitize.cfg \
+	$(UNDER_REFERENCE) $(PY) -m pytest --nbval --nbval-current-env book --nbval-sanitize-with book/nbval_sanitize.cfg \
 		--nbval-cell-timeout 120 -q
 
 book: install
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
 
 notebooks: install
-	$(PY) scripts/execute_notebooks.py book/*.ipynb
+	$(PY) scripts/execute_notebooks.py book/*.ipynb  # under the reference numerics
+
+portability: install
+	$(PY) scripts/numerics.py --portability -- $(NBVAL_LAX)
 
 clean:
 	rm -rf _build

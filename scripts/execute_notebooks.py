@@ -3,9 +3,12 @@
     python scripts/execute_notebooks.py book/01_q_equals_v_plus_a.ipynb [more.ipynb ...]
 
 This is how a chapter is stored: execution counts 1..n, outputs as a fresh kernel makes
-them, which is what strict nbval compares against in CI. Prints each notebook's wall
-time and exits non-zero if any cell fails or a notebook takes longer than --budget
-seconds (60 s: the book's limit on a 2-core CPU).
+them, which is what strict nbval compares against in CI. The kernel runs under the
+book's reference numerics (``duel_tutorial.numerics.REFERENCE``, set by
+``scripts/numerics.py``), whatever this process's environment, so stored outputs are the
+ones CI reproduces on any x86-64 CPU. Prints each notebook's wall time and exits
+non-zero if any cell fails or a notebook takes longer than --budget seconds (60 s: the
+book's limit on a 2-core CPU).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from numerics import environment  # scripts/numerics.py
 
 
 def execute(path: Path, timeout: int) -> float:
@@ -24,7 +28,7 @@ def execute(path: Path, timeout: int) -> float:
     resources = {"metadata": {"path": str(path.parent)}}  # run with the notebook's folder as cwd
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources)
     start = time.perf_counter()
-    client.execute()
+    client.execute(env=environment("reference"))  # passed on to the kernel's process
     elapsed = time.perf_counter() - start
     for cell in nb.cells:
         cell.metadata.pop("execution", None)  # per-cell timestamps would churn every diff

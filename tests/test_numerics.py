@@ -1,0 +1,55 @@
+"""The reference numerics: named in one place, detected in a process, and applied by
+scripts/numerics.py exactly (every reference variable unset first)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from duel_tutorial.numerics import REFERENCE, is_reference, numerics, same_numerics
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from numerics import PORTABILITY, SETTINGS, environment  # noqa: E402  (scripts/numerics.py)
+
+_REPORT = ("import json; from duel_tutorial.numerics import is_reference, numerics; "
+           "print(json.dumps({'reference': is_reference(), 'numerics': numerics()}))")
+
+
+def _report(setting: str) -> dict:
+    """is_reference() and numerics() of a fresh Python started under ``setting``."""
+    out = subprocess.run([sys.executable, "-c", _REPORT], env=environment(setting),
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    return json.loads(out)
+
+
+def test_a_process_under_the_reference_knows_it():
+    report = _report("reference")
+    if report["numerics"]["machine"] not in ("x86_64", "AMD64"):
+        pytest.skip("the reference numerics are defined for x86-64")
+    assert report["reference"] and report["numerics"]["cpu_capability"] == "AVX2"
+    assert report["numerics"]["env"] == REFERENCE
+
+
+def test_portability_settings_are_not_the_reference():
+    assert len(PORTABILITY) >= 3 and all(SETTINGS[s] != REFERENCE for s in PORTABILITY)
+    assert not _report("native")["reference"]  # one process is enough to see the check work
+
+
+def test_environment_unsets_every_reference_variable_before_applying_a_setting():
+    env = environment("native", base={"MKL_CBWR": "AVX2", "PATH": "/bin"})
+    assert "MKL_CBWR" not in env and env["PATH"] == "/bin"
+    assert env["OMP_NUM_THREADS"] == SETTINGS["native"]["OMP_NUM_THREADS"]
+    assert {k: environment("reference", base={})[k] for k in REFERENCE} == REFERENCE
+
+
+def test_a_result_counts_as_reproducible_only_under_the_reference():
+    assert not same_numerics(None) and not same_numerics({})
+    recorded = numerics()
+    # This test process runs under whatever numerics pytest was started with.
+    assert same_numerics(recorded) == is_reference()
+    assert not same_numerics({**recorded, "torch": "0.0.1"})

@@ -2,7 +2,8 @@
 #   make test   set up .venv, run unit tests and every notebook under strict nbval
 #   make book   set up .venv, build the HTML book into _build/html (warnings are errors)
 # Other targets: make install, make lint, make notebooks (re-execute all chapters in place),
-#   make portability (every chapter's asserts under other floating-point numerics).
+#   make portability (every chapter's asserts under other floating-point numerics),
+#   make lowest (the package at the lowest versions pyproject.toml allows).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,10 +19,13 @@ PYTEST_WORKERS ?= 2
 # (duel_tutorial/numerics.py: every library at its AVX2 path, one thread, no GPU), the
 # same on any x86-64 CPU with AVX2. make portability runs the asserts under others.
 UNDER_REFERENCE := $(PY) scripts/numerics.py reference --
-NBVAL_LAX := $(PY) -m pytest --nbval-lax --nbval-current-env book -q \
+# -n: tests and notebooks spread over PYTEST_WORKERS processes (pytest-xdist); loadscope
+# keeps each notebook's cells together, in order, in one kernel.
+XDIST := -n $(PYTEST_WORKERS) --dist loadscope
+NBVAL_LAX := $(PY) -m pytest $(XDIST) --nbval-lax --nbval-current-env book -q \
 	--nbval-cell-timeout 600
 
-.PHONY: install test unit nbval portability lint book notebooks clean
+.PHONY: install test unit nbval portability lowest lint book notebooks clean
 
 install: $(VENV)/.installed
 
@@ -37,10 +41,10 @@ lint: install
 	$(VENV)/bin/ruff check $(wildcard duel_tutorial tests benchmarks experiments scripts)
 
 unit: install
-	$(PY) -m pytest tests -q
+	$(UNDER_REFERENCE) $(PY) -m pytest $(XDIST) tests -q  # one thread per worker
 
 nbval: install
-	$(UNDER_REFERENCE) $(PY) -m pytest --nbval --nbval-current-env book --nbval-sanitize-with book/nbval_sanitize.cfg \
+	$(UNDER_REFERENCE) $(PY) -m pytest $(XDIST) --nbval --nbval-current-env book --nbval-sanitize-with book/nbval_sanitize.cfg \
 		--nbval-cell-timeout 120 -q
 
 book: install
@@ -51,6 +55,12 @@ notebooks: install
 
 portability: install
 	$(PY) scripts/numerics.py --portability -- $(NBVAL_LAX)
+
+# The lowest versions pyproject.toml allows, in a fresh .venv-lowest (torch held at
+# TORCH_VERSION's CPU wheel): ruff, the unit tests and four chapters in nbval lax mode.
+lowest:
+	PYTHON=$(PYTHON) TORCH_VERSION=$(TORCH_VERSION) TORCH_INDEX=$(TORCH_INDEX) \
+		scripts/check_lowest_versions.sh
 
 clean:
 	rm -rf _build

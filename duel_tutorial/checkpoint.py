@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,13 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], sidecar:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(sidecar, indent=2)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # per process: never shared
     save_file(tensors, str(tmp), metadata={"sidecar": text})
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600 files; use the usual mode
     os.replace(tmp, path)  # atomic: readers see the old file or the new one, never half
-    json_tmp = path.with_suffix(".json.tmp")
+    json_tmp = path.with_suffix(f".json.{os.getpid()}.tmp")
     json_tmp.write_text(text + "\n")
     os.replace(json_tmp, path.with_suffix(".json"))
     return path
@@ -211,7 +212,9 @@ def load_policy(
 
     Returns ``(network, config, sidecar)``: the network in eval mode on ``device``
     (default: :func:`~duel_tutorial.device.default_device`), the run's
-    :class:`~duel_tutorial.config.DQNConfig` and the checkpoint's sidecar.
+    :class:`~duel_tutorial.config.DQNConfig` and the checkpoint's sidecar. The config is
+    validated as it is read (its ``env_id`` must be a plain gymnasium id: a file cannot
+    make gymnasium import a module).
     """
     from duel_tutorial.config import DQNConfig
     from duel_tutorial.device import default_device
@@ -219,7 +222,7 @@ def load_policy(
 
     device = torch.device(device) if device is not None else default_device()
     tensors, sidecar = load_checkpoint(run, name)
-    config = DQNConfig.from_dict(sidecar["config"])
+    config = DQNConfig.from_dict(sidecar["config"])  # checks env_id (DQNConfig.__post_init__)
     saved = sidecar["network"]
     network = make_network(config, tuple(saved["obs_shape"]), saved["n_actions"])
     load_network_state(network, strip_prefix("online", tensors),
@@ -230,10 +233,29 @@ def load_policy(
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 """Where the shipped agents live (package data): ``NAME.safetensors`` + ``NAME.json``."""
 
+_PRETRAINED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
 
 def pretrained_names() -> list[str]:
     """The names of the shipped agents, e.g. ``["pong"]``."""
     return sorted(p.stem for p in PRETRAINED_DIR.glob(f"*{SUFFIX}"))
+
+
+def check_pretrained_name(name: str) -> str:
+    """``name`` itself if it can name a shipped agent: lower-case letters, digits, ``_``
+    and ``-``, starting with a letter or digit (no ``/``, no ``..``), else a ``ValueError``."""
+    if not isinstance(name, str) or not _PRETRAINED_NAME.fullmatch(name):
+        raise ValueError(f"a pretrained agent name is lower-case letters, digits, '_' and '-' "
+                         f"(like 'pong'); got {name!r}; shipped: {pretrained_names()}")
+    return name
+
+
+def _pretrained_file(name: str, suffix: str) -> Path:
+    """``PRETRAINED_DIR / (name + suffix)`` of a shipped agent; a one-line error otherwise."""
+    path = PRETRAINED_DIR / f"{check_pretrained_name(name)}{suffix}"
+    if not path.is_file():
+        raise ValueError(f"no pretrained agent named {name!r}; shipped: {pretrained_names()}")
+    return path
 
 
 def load_pretrained(name: str = "pong", device: torch.device | str | None = None) -> nn.Module:
@@ -245,17 +267,11 @@ def load_pretrained(name: str = "pong", device: torch.device | str | None = None
     :func:`duel_tutorial.envs.make_atari_env`) to Q-values ``(B, 6)``. How it was trained
     and how it scored is in ``pong.json`` (:func:`pretrained_card`).
     """
-    path = PRETRAINED_DIR / f"{name}{SUFFIX}"
-    if not path.is_file():
-        raise ValueError(f"no pretrained agent named {name!r}; shipped: {pretrained_names()}")
-    network, _, _ = load_policy(path, device=device)
+    network, _, _ = load_policy(_pretrained_file(name, SUFFIX), device=device)
     return network
 
 
 def pretrained_card(name: str = "pong") -> dict[str, Any]:
     """The sidecar of a shipped agent: config, steps, frames, wall time, device, versions,
     git commit of the training run, and its evaluation returns."""
-    path = PRETRAINED_DIR / f"{name}.json"
-    if not path.is_file():
-        raise ValueError(f"no pretrained agent named {name!r}; shipped: {pretrained_names()}")
-    return json.loads(path.read_text())
+    return json.loads(_pretrained_file(name, ".json").read_text())

@@ -191,10 +191,18 @@ class DQNConfig:
         if self.learning_starts < self.batch_size:
             _bad("learning_starts", f">= batch_size ({self.batch_size}), so the first "
                  "minibatch can be sampled", self.learning_starts)
+        if self.learning_starts >= self.total_steps:
+            _bad("learning_starts", f"< total_steps ({self.total_steps}), or the run ends "
+                 "before its first update", self.learning_starts)
         if self.buffer_capacity < self.num_envs:
             _bad("buffer_capacity", f">= num_envs ({self.num_envs})", self.buffer_capacity)
-        if not self.env_id:
-            _bad("env_id", "a gymnasium id such as 'CartPole-v1'", self.env_id)
+        from duel_tutorial.envs import check_env_id  # here: envs imports gymnasium
+
+        try:  # never an id gymnasium would import a module for ("evilmod:CartPole-v1")
+            check_env_id(self.env_id)
+        except ValueError:
+            _bad("env_id", "a gymnasium id [namespace/]name-vN such as 'CartPole-v1' or "
+                 "'ALE/Pong-v5'", self.env_id)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (``inf`` is written as the string 'inf')."""
@@ -266,19 +274,25 @@ def preset(name: str, **overrides: Any) -> DQNConfig:
 _FLAG_ALIASES = {"env_id": ("--env",)}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, preset_name: str = "cartpole"
+                         ) -> None:
     """One ``--flag`` per :class:`DQNConfig` field, typed, with help, default and source.
 
-    Flags left out of the command line are absent from the parsed namespace (their
-    default is ``argparse.SUPPRESS``), so :func:`config_overrides` returns only what
-    the user typed; the preset fills in the rest.
+    The defaults shown are those of the preset ``preset_name``. Flags left out of the
+    command line are absent from the parsed namespace (their default is
+    ``argparse.SUPPRESS``), so :func:`config_overrides` returns only what the user typed;
+    the preset fills in the rest.
     """
-    group = parser.add_argument_group("hyperparameters (DQNConfig fields; defaults: cartpole)")
+    defaults = preset(preset_name)
+    group = parser.add_argument_group(
+        f"hyperparameters (DQNConfig fields; defaults: the {preset_name} preset)")
     hints = typing.get_type_hints(DQNConfig)
     for f in dataclasses.fields(DQNConfig):
         hint = hints[f.name]
         flags = (*_FLAG_ALIASES.get(f.name, ()), "--" + f.name.replace("_", "-"))
-        text = f"{f.metadata['help']} [default: {f.default}; source: {f.metadata['source']}]"
+        default = getattr(defaults, f.name)
+        source = f.metadata["source"] if default == f.default else f"the {preset_name} preset"
+        text = f"{f.metadata['help']} [default: {default}; source: {source}]"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

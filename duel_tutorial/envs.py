@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from typing import Any, SupportsFloat
 
 import ale_py
@@ -187,6 +188,30 @@ def atari_settings(
         repeat_action_probability=float(repeat_action_probability),
         max_episode_frames=max_episode_frames,
     )
+
+
+_ENV_ID = re.compile(r"(?:[A-Za-z][A-Za-z0-9_-]*/)?[A-Za-z][A-Za-z0-9_.-]*-v[0-9]+")
+"""``[namespace/]name-vN`` in ASCII: a strict subset of gymnasium's own id grammar
+(``gymnasium.envs.registration.ENV_ID_RE``) that every registered id matches and that
+has no ``:``, the separator of ``module:Env``, which gymnasium imports."""
+
+
+def check_env_id(env_id: str) -> str:
+    """``env_id`` itself if it is a plain registered-style gymnasium id, else a ``ValueError``.
+
+    Accepts ``[namespace/]name-vN`` (``"CartPole-v1"``, ``"ALE/Pong-v5"``,
+    ``"MinAtar/Breakout-v1"``) and nothing else. gymnasium reads ``"mod:Env-v0"`` as
+    "import ``mod``, then make ``Env-v0``", so an id read from a checkpoint or typed by a
+    user goes through here before it reaches ``gymnasium.make`` or ale-py: nothing named
+    in a file is imported. (:func:`make_atari_env` and :func:`make_atari_vector_env` need
+    no call: :func:`atari_game` accepts only the ALE ids gymnasium has registered.)
+    """
+    if not isinstance(env_id, str) or not _ENV_ID.fullmatch(env_id):
+        raise ValueError(
+            "env_id must be a gymnasium id [namespace/]name-vN of letters, digits, "
+            f"'_', '-' and '.', like 'CartPole-v1' or 'ALE/Pong-v5'; got {env_id!r}"
+        )
+    return env_id
 
 
 def _v5_ids() -> dict[str, str]:

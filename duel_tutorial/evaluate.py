@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from duel_tutorial.checkpoint import check_compatible, checkpoint_path, load_policy
-from duel_tutorial.envs import EVAL_EPSILON, make_atari_vector_env
+from duel_tutorial.envs import EVAL_EPSILON, check_env_id, make_atari_vector_env
 from duel_tutorial.exploration import epsilon_greedy
 
 EVAL_SEED_OFFSET = 1000
@@ -55,6 +55,7 @@ def evaluate(
     """
     from duel_tutorial.train import is_atari, make_env  # train imports this module
 
+    check_env_id(env_id)  # before gymnasium sees it: 'mod:Env-v0' would import mod
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes!r}")
     if is_atari(env_id):
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         network, config, sidecar = load_policy(args.run, args.checkpoint, args.device)
-        env_id = args.env or config.env_id
+        env_id = check_env_id(args.env or config.env_id)
         if args.env:
             from duel_tutorial.train import is_atari, make_env
 

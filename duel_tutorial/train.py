@@ -35,12 +35,17 @@ are all seeded from ``config.seed``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import dataclasses
+import json
 import math
 import os
+import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,7 +72,7 @@ from duel_tutorial.checkpoint import (
 )
 from duel_tutorial.config import PRESETS, DQNConfig, add_config_arguments, config_overrides
 from duel_tutorial.device import default_device
-from duel_tutorial.envs import make_atari_vector_env
+from duel_tutorial.envs import check_env_id, make_atari_vector_env
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
 from duel_tutorial.model import DuelingQNetwork, MLPDuelingQNetwork, MLPQNetwork, QNetwork
@@ -79,9 +84,16 @@ METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps")
 EVAL_FILE = "eval.csv"
 EVAL_COLUMNS = ("step", "mean", "std", "min", "max")
-# Fields that may differ between a run and its --resume (they do not change the algorithm).
+# Fields that may differ between a run and its --resume. None changes the algorithm:
+# total_steps moves only where the run stops, since the epsilon and learning-rate
+# schedules keep the horizon of the run's first start (its "schedule_horizon").
 RESUMABLE_OVERRIDES = ("total_steps", "checkpoint_interval", "checkpoint_replay", "device",
                        "torch_threads")
+LOCK_FILE = ".lock"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving the bad weights."""
 
 
 # --- building blocks --------------------------------------------------------------------
@@ -101,6 +113,8 @@ def make_env(
     ``info["final_obs"]``. ``kwargs`` go to ``gymnasium.make``. An unknown id raises a
     one-line ``ValueError``; so does an action space that is not ``Discrete``.
     """
+    check_env_id(env_id)  # no module import hidden in the id ("evilmod:CartPole-v1")
+    check_not_legacy_atari(env_id)
     if env_id.startswith("ALE/"):
         import ale_py
 
@@ -116,11 +130,38 @@ def make_env(
             "such as 'CartPole-v1' (list them: python -c 'import gymnasium; "
             "gymnasium.pprint_registry()')"
         ) from None
+    except (gym.error.Error, ImportError) as err:  # deprecated id, missing extra (Box2D), ...
+        reason = " ".join(str(err).split())
+        raise ValueError(f"cannot make environment {env_id!r}: {reason}") from None
     if not isinstance(envs.single_action_space, gym.spaces.Discrete):
         envs.close()
         raise ValueError(f"DQN needs a Discrete action space; {env_id} has "
                          f"{envs.single_action_space}")
     return envs
+
+
+_LEGACY_ATARI = re.compile(r"^(?P<game>[A-Z][A-Za-z]*?)(?:NoFrameskip|Deterministic)?-v[04]$")
+
+
+def check_not_legacy_atari(env_id: str) -> None:
+    """A one-line error for gym's old Atari ids (``PongNoFrameskip-v4``), naming ale-py's.
+
+    Their raw RGB frames are not what the networks here take; ``ALE/Pong-v5`` with the
+    atari preset gives the standard DQN input. Unlike the default ``ALE/...-v5``, and like
+    ``NoFrameskip-v4``, the preset's environment has no sticky actions.
+    """
+    match = _LEGACY_ATARI.match(env_id)
+    if match is None:
+        return
+    import ale_py
+
+    gym.register_envs(ale_py)
+    new = f"ALE/{match['game']}-v5"
+    if new in gym.registry:
+        raise ValueError(
+            f"{env_id!r} is gym's old Atari id; use --env {new} (it picks the atari preset: "
+            "the DQN preprocessing with frame skip 4 and, as in NoFrameskip-v4, no sticky "
+            "actions)")
 
 
 def matched_hidden(input_size: int, n_actions: int, hidden: int) -> int:
@@ -151,6 +192,10 @@ def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | gym.Space, n_ac
         width = matched_hidden(shape[0], n_actions, config.hidden)
         return MLPQNetwork(shape[0], n_actions, hidden=(config.hidden, width))
     if len(shape) == 3:
+        if shape[1:] != (84, 84):
+            raise ValueError(f"image observations must be channels-first frame stacks "
+                             f"(C, 84, 84), as make_atari_env gives; got shape {shape}"
+                             + (" (channels last?)" if shape[-1] <= 4 else ""))
         if config.network == "dueling":
             network = DuelingQNetwork(n_actions, in_channels=shape[0],
                                       aggregation=config.aggregation)
@@ -206,10 +251,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def current_epsilon(config: DQNConfig, step: int, episode: int) -> float:
-    """Epsilon after ``step`` environment steps and ``episode`` finished episodes."""
+def current_epsilon(config: DQNConfig, step: int, episode: int,
+                    horizon: int | None = None) -> float:
+    """Epsilon after ``step`` environment steps and ``episode`` finished episodes.
+
+    ``horizon``: the steps the linear schedule is laid over (default ``total_steps``; a
+    resumed run passes the horizon of its first start, so extending it changes nothing).
+    """
     if config.epsilon_schedule == "linear":
-        duration = max(1, round(config.exploration_fraction * config.total_steps))
+        horizon = config.total_steps if horizon is None else horizon
+        duration = max(1, round(config.exploration_fraction * horizon))
         return linear_epsilon(step, config.epsilon_start, config.epsilon_end, duration)
     return exponential_epsilon(episode, config.epsilon_start, config.epsilon_end,
                                config.epsilon_decay)
@@ -282,11 +333,11 @@ class MetricsLog:
                  ) -> None:
         self.path, self.columns = path, tuple(columns)
         if keep_rows is not None and path.exists():
-            lines = path.read_text().splitlines(keepends=True)
+            lines = _whole_lines(path.read_text())
             if len(lines) - 1 < keep_rows:
                 raise ValueError(f"{path} has {len(lines) - 1} rows, but the checkpoint "
                                  f"says {keep_rows} were written")
-            tmp = path.with_suffix(".csv.tmp")
+            tmp = path.with_suffix(f".csv.{os.getpid()}.tmp")
             tmp.write_text("".join(lines[: keep_rows + 1]))
             os.replace(tmp, path)
         new = not path.exists() or path.stat().st_size == 0
@@ -297,24 +348,33 @@ class MetricsLog:
             self.file.flush()
 
     def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow([row[c] for c in self.columns])
+        self.writer.writerow([row[c] for c in self.columns])  # one line, one write
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
 
 
+def _whole_lines(text: str) -> list[str]:
+    """The lines of a log, without a last line cut short (a crash or a full disk mid-write
+    can leave one: every line the log writes ends with a newline)."""
+    lines = text.splitlines(keepends=True)
+    return lines if not lines or lines[-1].endswith("\n") else lines[:-1]
+
+
 def load_metrics(run: str | Path, file: str = METRICS_FILE) -> dict[str, np.ndarray]:
     """A run's ``metrics.csv`` (or ``eval.csv``) as one numpy array per column.
 
-    ``loss`` is NaN in rows logged before learning started.
+    ``loss`` is NaN in rows logged before learning started. A last line cut short (the
+    writer was killed or the disk filled up mid-line) is left out.
     """
     path = Path(run)
     path = path / file if path.is_dir() else path
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        columns = reader.fieldnames or []
+    reader = csv.DictReader(_whole_lines(path.read_text()))
+    rows = list(reader)
+    columns = reader.fieldnames or []
+    if any(None in row or None in row.values() for row in rows):
+        raise ValueError(f"{path} has a row whose number of fields is not {len(columns)}")
     out = {}
     for column in columns:
         kind = int if column in ("step", "episode", "length") else float
@@ -335,6 +395,7 @@ class TrainResult:
     steps: int  # environment steps done in total (including before a resume)
     wall_time_s: float  # this session's training time
     out_dir: Path | None = None
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM before total_steps
 
     def returns(self) -> np.ndarray:
         """Returns of the episodes finished in this session, in order."""
@@ -349,7 +410,7 @@ def train(
     out_dir: str | Path | None = None,
     *,
     resume: bool = False,
-    progress: bool = False,
+    progress: bool | str = False,
     command: str | None = None,
 ) -> TrainResult:
     """Train a DQN as ``config`` says; write a run to ``out_dir`` if given.
@@ -359,27 +420,98 @@ def train(
         out_dir: run directory for ``metrics.csv`` and checkpoints; ``None`` keeps
             everything in memory (no files, no checkpoints).
         resume: continue the run in ``out_dir`` from its ``last`` checkpoint.
-        progress: show a tqdm bar (return, SPS) on stderr.
+        progress: ``True`` or ``"bar"``: a tqdm bar (return, SPS) on stderr; ``"lines"``: a
+            plain line on stderr at every 10% of the run or every minute, for logs that
+            are not a terminal (nohup, Slurm, CI); ``False`` or ``"off"``: nothing.
         command: the command recorded in checkpoints' provenance (default: this
             process's command line).
     """
     threads = torch.get_num_threads()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)  # restored below; see DQNConfig.torch_threads
+    out = Path(out_dir) if out_dir is not None else None
+    if resume and out is None:
+        raise ValueError("resume=True needs the out_dir of the run to continue")
     try:
-        out = Path(out_dir) if out_dir is not None else None
-        return _train(config, out, resume, progress, command)
+        with _run_lock(out), _stop_on_signals() as stop:
+            return _train(config, out, resume, progress, command, stop)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
-           command: str | None) -> TrainResult:
-    if resume and out is None:
-        raise ValueError("resume=True needs the out_dir of the run to continue")
-    if out is not None and not resume and (out / METRICS_FILE).exists():
-        raise ValueError(f"{out} already holds a run ({METRICS_FILE}); resume it, or choose "
-                         "another output directory")
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run that can be resumed or evaluated (a checkpoint).
+
+    A folder with only a log (a run killed before its first checkpoint, or one that
+    failed to start) holds nothing to resume: a new run may start there.
+    """
+    return any((out / f"{name}.safetensors").exists() for name in ("last", "final"))
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path | None):
+    """An exclusive lock on the run directory for as long as one process trains in it."""
+    if out is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no lock
+        yield
+        return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; expected a run directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise ValueError(f"another process (pid {holder}) is training in {out}; wait for "
+                             "it to finish, or choose another output directory") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM set a flag that the loop checks once per step, so the
+    run stops between two steps and saves a checkpoint, instead of dying mid-update.
+    A second Ctrl-C interrupts at once. Only in the main thread (where Python delivers
+    signals); elsewhere the flag is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | str,
+           command: str | None, stop: threading.Event) -> TrainResult:
+    if out is not None and not resume and holds_run(out):
+        raise ValueError(f"{out} already holds a run (a checkpoint); resume it with --resume, "
+                         "or choose another output directory")
+    if resume and not holds_run(out):
+        raise ValueError(f"{out} holds no checkpoint to resume (the run stopped before its "
+                         "first one); start it again without --resume")
     device = resolve_device(config.device)
     # Atari: ale-py's C++ vector env with the training preprocessing (envs.py), NEXT_STEP
     # autoreset, frames stored once. Anything else: a gymnasium vector env, SAME_STEP.
@@ -414,14 +546,24 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
                     "obs_dtype": str(obs_space.dtype), "n_actions": n_actions}
     parts = (online, target_net, optimizer, buffer, act_rng)
     step, episode, metrics_rows, eval_rows, past_wall = 0, 0, 0, 0, 0.0
+    horizon = config.total_steps  # what the epsilon and learning-rate schedules span
     if resume:
         saved = _restore(out, config, network_info, *parts)
         step, episode, past_wall = saved["step"], saved["episode"], saved["wall_time_s"]
         metrics_rows, eval_rows = saved["metrics_rows"], saved.get("eval_rows", 0)
+        horizon = saved.get("schedule_horizon", saved["config"]["total_steps"])
+    if resume and len(buffer) < config.batch_size:  # saved without its replay buffer:
+        learning_resumes = step + config.learning_starts  # refill it before learning again
+    else:
+        learning_resumes = config.learning_starts
+    last_finite_loss = True
 
     def save(name: str, with_replay: bool) -> None:
+        if not last_finite_loss:
+            return  # never overwrite a good checkpoint with diverged weights
         counters = {"step": step, "episode": episode, "metrics_rows": metrics_rows,
-                    "eval_rows": eval_rows, "epsilon": current_epsilon(config, step, episode)}
+                    "eval_rows": eval_rows, "schedule_horizon": horizon,
+                    "epsilon": current_epsilon(config, step, episode, horizon)}
         wall = past_wall + time.perf_counter() - start
         _save(out / name, config, network_info, *parts, counters=counters, wall=wall,
               with_replay=with_replay, device=device, command=command)
@@ -429,12 +571,19 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
     log = eval_log = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a log left by a run that never reached a checkpoint starts over
+            for stale in (METRICS_FILE, EVAL_FILE):
+                (out / stale).unlink(missing_ok=True)
         log = MetricsLog(out / METRICS_FILE, METRICS_COLUMNS, metrics_rows if resume else None)
         if config.eval_interval:
             eval_log = MetricsLog(out / EVAL_FILE, EVAL_COLUMNS, eval_rows if resume else None)
     rows: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
-    bar = tqdm(total=config.total_steps, initial=step, disable=not progress, file=sys.stderr,
+    if progress not in (True, False, "bar", "lines", "off"):
+        raise ValueError(f"progress must be True, False, 'bar', 'lines' or 'off'; got {progress!r}")
+    report = _ProgressLines(config.total_steps) if progress == "lines" else None
+    bar = tqdm(total=config.total_steps, initial=step, disable=progress not in (True, "bar"),
+               file=sys.stderr,
                unit="step", dynamic_ncols=True)
 
     # A fresh episode in every environment (on resume too: environment state is not saved).
@@ -447,85 +596,101 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
     loss_sum, loss_count = torch.zeros((), device=device), 0
     start, start_step = time.perf_counter(), step
 
-    while step < config.total_steps:
-        # 1. act: a random action with probability epsilon, else argmax_a Q(s, a)
-        epsilon = current_epsilon(config, step, episode)
-        actions = epsilon_greedy(online, obs, epsilon, n_actions, act_rng, device)
+    try:  # a ValueError from here on is a failure of the run, not of its input
+        while step < config.total_steps and not stop.is_set():
+            # 1. act: a random action with probability epsilon, else argmax_a Q(s, a)
+            epsilon = current_epsilon(config, step, episode, horizon)
+            actions = epsilon_greedy(online, obs, epsilon, n_actions, act_rng, device)
 
-        # 2. step (gymnasium: a finished episode's real last observation is info["final_obs"])
-        next_obs, reward, terminated, truncated, info = envs.step(actions)
-        step += n
-        if atari:  # a lost life terminates a training episode, only a game over resets
-            done = truncated | (terminated & (info["lives"] == 0))
-        else:
-            done = terminated | truncated
-            real_next_obs = next_obs
+            # 2. step (gymnasium: a finished episode's real last observation is info["final_obs"])
+            next_obs, reward, terminated, truncated, info = envs.step(actions)
+            step += n
+            if atari:  # a lost life terminates a training episode, only a game over resets
+                done = truncated | (terminated & (info["lives"] == 0))
+            else:
+                done = terminated | truncated
+                real_next_obs = next_obs
+                if done.any():
+                    real_next_obs = next_obs.copy()
+                    for i in np.flatnonzero(done):
+                        real_next_obs[i] = info["final_obs"][i]
+
+            # 3. store (terminated and truncated separately: only termination stops bootstrapping)
+            if atari:  # the step into a new game (NEXT_STEP autoreset) is not a transition
+                buffer.add(actions, reward, terminated, truncated, next_obs, new_game)
+                ep_length += ~new_game
+                new_game = done
+            else:
+                buffer.add(obs, actions, reward, real_next_obs, terminated, truncated)
+                ep_length += 1
+            obs = next_obs
+            ep_return += reward
+
+            # 4. learn: a phase of gradient_steps minibatch updates every train_freq steps
+            if step >= learning_resumes and _crossed(step, config.train_freq, n):
+                if config.anneal_lr:
+                    # lr_t = lr (1 - t / T), T the schedule's horizon; 0 after it
+                    optimizer.param_groups[0]["lr"] = config.lr * max(0.0, 1.0 - step / horizon)
+                loss_sum += train_phase(online, target_net, optimizer, buffer, config, device)
+                loss_count += config.gradient_steps
+
+            # 5. sync: θ⁻ ← τ θ + (1 - τ) θ⁻ every target_update_interval steps
+            if _crossed(step, config.target_update_interval, n):
+                polyak_update(target_net, online, config.tau)
+
+            # 6. log every finished episode
             if done.any():
-                real_next_obs = next_obs.copy()
+                loss_mean = loss_sum.item() / loss_count if loss_count else math.nan
+                if loss_count and not math.isfinite(loss_mean):
+                    last_finite_loss = False
+                    break
+                loss_sum.zero_()
+                loss_count = 0
+                sps = (step - start_step) / max(time.perf_counter() - start, 1e-9)
                 for i in np.flatnonzero(done):
-                    real_next_obs[i] = info["final_obs"][i]
+                    episode += 1
+                    row = {"step": step, "episode": episode,
+                           "return": round(float(ep_return[i]), 4),
+                           "length": int(ep_length[i]), "epsilon": round(epsilon, 4),
+                           "loss": round(loss_mean, 6), "sps": round(sps)}
+                    loss_mean = math.nan  # the loss belongs to the first row of this step
+                    rows.append(row)
+                    metrics_rows += 1
+                    if log is not None:
+                        log.write(row)
+                    ep_return[i], ep_length[i] = 0.0, 0
+                bar.update(step - bar.n)
+                bar.set_postfix({"return": rows[-1]["return"], "sps": rows[-1]["sps"]},
+                                refresh=False)
+                if report is not None:
+                    report.maybe_print(step, episode, rows)
 
-        # 3. store (terminated and truncated separately: only termination stops bootstrapping)
-        if atari:  # the step into a new game (NEXT_STEP autoreset) is not a transition
-            buffer.add(actions, reward, terminated, truncated, next_obs, new_game)
-            ep_length += ~new_game
-            new_game = done
-        else:
-            buffer.add(obs, actions, reward, real_next_obs, terminated, truncated)
-            ep_length += 1
-        obs = next_obs
-        ep_return += reward
+            # 7. evaluate the greedy policy now and then (optional; same episode seeds each time)
+            if config.eval_interval and _crossed(step, config.eval_interval, n):
+                returns = evaluate(online, config.env_id, config.eval_episodes,
+                                   seed=config.seed + EVAL_SEED_OFFSET)
+                evals.append({"step": step, "mean": round(float(returns.mean()), 4),
+                              "std": round(float(returns.std()), 4),
+                              "min": float(returns.min()), "max": float(returns.max())})
+                eval_rows += 1
+                if eval_log is not None:
+                    eval_log.write(evals[-1])
+                if evals[-1]["mean"] >= config.stop_return:
+                    break  # good enough: stop early (the final checkpoint is written below)
 
-        # 4. learn: a phase of gradient_steps minibatch updates every train_freq steps
-        if step >= config.learning_starts and _crossed(step, config.train_freq, n):
-            if config.anneal_lr:
-                # lr_t = lr (1 - t / T)
-                optimizer.param_groups[0]["lr"] = config.lr * (1.0 - step / config.total_steps)
-            loss_sum += train_phase(online, target_net, optimizer, buffer, config, device)
-            loss_count += config.gradient_steps
+            # 8. checkpoint
+            if (out is not None and config.checkpoint_interval and step < config.total_steps
+                    and _crossed(step, config.checkpoint_interval, n)):
+                last_finite_loss = _all_finite(loss_sum, *online.parameters())  # one host sync
+                if not last_finite_loss:
+                    break
+                save("last", config.checkpoint_replay)
 
-        # 5. sync: θ⁻ ← τ θ + (1 - τ) θ⁻ every target_update_interval steps
-        if _crossed(step, config.target_update_interval, n):
-            polyak_update(target_net, online, config.tau)
+    except ValueError as err:
+        raise RuntimeError(f"training failed at step {step:,}: {err}") from err
 
-        # 6. log every finished episode
-        if done.any():
-            loss_mean = loss_sum.item() / loss_count if loss_count else math.nan
-            loss_sum.zero_()
-            loss_count = 0
-            sps = (step - start_step) / max(time.perf_counter() - start, 1e-9)
-            for i in np.flatnonzero(done):
-                episode += 1
-                row = {"step": step, "episode": episode, "return": round(float(ep_return[i]), 4),
-                       "length": int(ep_length[i]), "epsilon": round(epsilon, 4),
-                       "loss": round(loss_mean, 6), "sps": round(sps)}
-                loss_mean = math.nan  # the loss belongs to the first row of this step
-                rows.append(row)
-                metrics_rows += 1
-                if log is not None:
-                    log.write(row)
-                ep_return[i], ep_length[i] = 0.0, 0
-            bar.update(step - bar.n)
-            bar.set_postfix({"return": rows[-1]["return"], "sps": rows[-1]["sps"]}, refresh=False)
-
-        # 7. evaluate the greedy policy now and then (optional; same episode seeds each time)
-        if config.eval_interval and _crossed(step, config.eval_interval, n):
-            returns = evaluate(online, config.env_id, config.eval_episodes,
-                               seed=config.seed + EVAL_SEED_OFFSET)
-            evals.append({"step": step, "mean": round(float(returns.mean()), 4),
-                          "std": round(float(returns.std()), 4),
-                          "min": float(returns.min()), "max": float(returns.max())})
-            eval_rows += 1
-            if eval_log is not None:
-                eval_log.write(evals[-1])
-            if evals[-1]["mean"] >= config.stop_return:
-                break  # good enough: stop early (the final checkpoint is written below)
-
-        # 8. checkpoint
-        if (out is not None and config.checkpoint_interval and step < config.total_steps
-                and _crossed(step, config.checkpoint_interval, n)):
-            save("last", config.checkpoint_replay)
-
+    if not _all_finite(loss_sum, *online.parameters()):
+        last_finite_loss = False
     wall = time.perf_counter() - start
     bar.update(step - bar.n)
     bar.close()
@@ -533,12 +698,54 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool,
     for opened in (log, eval_log):
         if opened is not None:
             opened.close()
+    if not last_finite_loss:
+        kept = json_step(out / "last.json") if out is not None else None
+        raise TrainingDiverged(
+            f"the loss became NaN or infinite by step {step:,}; stopped without saving"
+            + (f" (the last good checkpoint, at step {kept:,}, is {out / 'last.safetensors'})"
+               if kept is not None else "") + f". Lower the learning rate (now {config.lr:g}) "
+            "or check the rewards and observations")
     if out is not None:
         save("last", config.checkpoint_replay)  # what --resume extends
-        save("final", False)  # what evaluate loads (no replay buffer: small)
+        if stop.is_set() and step < config.total_steps:
+            print(f"stopped at step {step:,} of {config.total_steps:,}; checkpoint saved. "
+                  f"Resume with: python -m duel_tutorial.train --out {out} --resume",
+                  file=sys.stderr, flush=True)
+        else:
+            save("final", False)  # what evaluate loads (no replay buffer: small)
     return TrainResult(config=config, network=online.eval(), target_network=target_net.eval(),
                        buffer=buffer, episodes=rows, evals=evals, steps=step, wall_time_s=wall,
-                       out_dir=out)
+                       out_dir=out, interrupted=stop.is_set() and step < config.total_steps)
+
+
+class _ProgressLines:
+    """Plain progress lines on stderr, at every 10% of the run or every minute."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.next_step, self.next_time = total, 0, time.monotonic() + 60
+
+    def maybe_print(self, step: int, episode: int, rows: list[dict[str, Any]]) -> None:
+        if step < self.next_step and time.monotonic() < self.next_time:
+            return
+        recent = [row["return"] for row in rows[-10:]]
+        print(f"step {step:,}/{self.total:,} ({step / self.total:.0%}), episode {episode:,}, "
+              f"mean return of the last {len(recent)} {np.mean(recent):.1f}, "
+              f"{rows[-1]['sps']:,} steps/s", file=sys.stderr, flush=True)
+        self.next_step = step + max(1, self.total // 10)
+        self.next_time = time.monotonic() + 60
+
+
+def _all_finite(*tensors: torch.Tensor) -> bool:
+    """Whether every entry of every tensor is finite (one host sync in all)."""
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def json_step(path: Path) -> int | None:
+    """The ``step`` recorded in a checkpoint's sidecar, or ``None`` if there is none."""
+    try:
+        return int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _save(
@@ -607,6 +814,9 @@ def _check_same_run(saved: DQNConfig, config: DQNConfig, out: Path) -> None:
 
 def _resume_config(out: Path, overrides: dict[str, Any]) -> DQNConfig:
     """The saved config of the run in ``out``, with the overrides given on the command line."""
+    if not holds_run(out):
+        raise ValueError(f"{out} holds no checkpoint to resume (the run stopped before its "
+                         "first one); start it again without --resume")
     _, sidecar = load_checkpoint(out, "last")
     saved = DQNConfig.from_dict(sidecar["config"])
     config = dataclasses.replace(saved, **overrides)
@@ -614,7 +824,18 @@ def _resume_config(out: Path, overrides: dict[str, Any]) -> DQNConfig:
     return config
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_preset(argv: Sequence[str]) -> str:
+    """The preset a command line asks for: ``--preset`` if given, else ``atari`` for an
+    ALE id (``--env ALE/Pong-v5``), else ``cartpole``."""
+    peek = argparse.ArgumentParser(add_help=False)
+    peek.add_argument("--preset", choices=sorted(PRESETS), default=None)
+    peek.add_argument("--env", "--env-id", dest="env_id", default="")
+    known, _ = peek.parse_known_args(argv)
+    return known.preset or ("atari" if is_atari(known.env_id) else "cartpole")
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The command line; its help shows the defaults of the preset ``argv`` chooses."""
     parser = argparse.ArgumentParser(
         prog="python -m duel_tutorial.train",
         description="Train a (dueling) DQN on a gymnasium environment. Every hyperparameter "
@@ -623,18 +844,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory for metrics.csv and checkpoints "
                         "[default: runs/<env>-s<seed>]")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="cartpole",
-                        help="starting values for every hyperparameter [default: cartpole]")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="starting values for every hyperparameter [default: atari for an "
+                        "ALE/... env id, else cartpole]")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (it is also off when stderr is not a terminal)")
-    add_config_arguments(parser)
+                        help="no progress output (a bar on a terminal, else a line now and then)")
+    add_config_arguments(parser, chosen_preset(argv))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     overrides = config_overrides(args)
     try:
@@ -643,13 +866,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError("--resume needs --out, the run directory to continue")
             config = _resume_config(args.out, overrides)
         else:
-            config = dataclasses.replace(PRESETS[args.preset], **overrides)
+            config = dataclasses.replace(PRESETS[chosen_preset(argv)], **overrides)
         out = args.out or Path("runs") / f"{config.env_id.replace('/', '-')}-s{config.seed}"
-        command = " ".join([parser.prog, *(sys.argv[1:] if argv is None else argv)])
-        result = train(config, out, resume=args.resume,
-                       progress=not args.no_progress and sys.stderr.isatty(), command=command)
-    except ValueError as err:
+        command = " ".join([parser.prog, *argv])
+        progress = "off" if args.no_progress else "bar" if sys.stderr.isatty() else "lines"
+        result = train(config, out, resume=args.resume, progress=progress, command=command)
+    except ValueError as err:  # bad input, found before the first step (see _train)
         parser.exit(2, f"{parser.prog}: error: {err}\n")
+    except TrainingDiverged as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
+    if result.interrupted:
+        return 130  # stopped by Ctrl-C or SIGTERM; _train said how to resume
     returns = result.returns()
     tail = returns[-10:].mean() if len(returns) else math.nan
     print(f"trained {config.env_id} ({config.network}) to step {result.steps} in "

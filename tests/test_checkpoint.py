@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import pickle
+import re
 
 import pytest
 import torch
 
+from duel_tutorial import evaluate
 from duel_tutorial.checkpoint import (
+    PRETRAINED_DIR,
     check_compatible,
     load_checkpoint,
     load_network_state,
@@ -19,10 +23,11 @@ from duel_tutorial.checkpoint import (
     optimizer_to_tensors,
     pretrained_card,
     save_checkpoint,
+    with_prefix,
 )
 from duel_tutorial.config import DQNConfig
 from duel_tutorial.model import MLPDuelingQNetwork
-from duel_tutorial.train import train
+from duel_tutorial.train import make_network, train
 
 TINY = DQNConfig(total_steps=200, learning_starts=64, batch_size=32, buffer_capacity=500,
                  train_freq=8, gradient_steps=2, target_update_interval=50, device="cpu",
@@ -143,3 +148,57 @@ def test_an_unknown_pretrained_agent_is_a_clear_error():
         load_pretrained("tetris")
     with pytest.raises(ValueError, match="no pretrained agent named 'tetris'"):
         pretrained_card("tetris")
+
+
+def _run_with_env_id(run, env_id: str) -> None:
+    """A run folder with ``final.safetensors``/``final.json`` whose config names ``env_id``."""
+    network = make_network(DQNConfig(), (4,), 2)
+    config = {**DQNConfig().to_dict(), "env_id": env_id}
+    save_checkpoint(run / "final", with_prefix("online", network.state_dict()),
+                    {**SIDECAR, "config": config})
+
+
+def test_a_checkpoints_env_id_never_imports_a_module(tmp_path, monkeypatch, capsys):
+    # gymnasium reads 'evilmod:CartPole-v1' as "import evilmod, then make CartPole-v1"
+    marker = tmp_path / "pwned"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    _run_with_env_id(tmp_path, "evilmod:CartPole-v1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` puts the current directory
+    assert importlib.util.find_spec("evilmod") is not None  # it could have been imported
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(["."])  # python -m duel_tutorial.evaluate .
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert "env_id must be a gymnasium id" in err and "'evilmod:CartPole-v1'" in err
+    assert "got 'evilmod:CartPole-v1'" in err
+    with pytest.raises(ValueError, match="env_id must be a gymnasium id"):
+        load_policy(tmp_path, device="cpu")
+    assert not marker.exists()
+
+
+def test_an_env_id_from_the_command_line_never_imports_a_module(tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "pwned"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    _run_with_env_id(tmp_path, "CartPole-v1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([".", "--env", "evilmod:CartPole-v1", "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert "got 'evilmod:CartPole-v1'" in capsys.readouterr().err
+    network, _, _ = load_policy(tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="got 'evilmod:CartPole-v1'"):
+        evaluate.evaluate(network, "evilmod:CartPole-v1", episodes=1)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["../pretrained/pong", "../../x", "/etc/passwd", "Pong",
+                                  "pong.json", "", "pong/"])
+def test_a_pretrained_name_is_a_plain_name(name):
+    assert (PRETRAINED_DIR / "../pretrained/pong.json").is_file()  # a path would find a file
+    for load in (load_pretrained, pretrained_card):
+        with pytest.raises(ValueError, match=r"a pretrained agent name is lower-case letters.*"
+                           rf"got {re.escape(repr(name))}; shipped: \[.*'pong'") as info:
+            load(name)
+        assert "\n" not in str(info.value)

@@ -8,6 +8,7 @@ pinned by its own test, is the newest frame of the step that reaches the frame c
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,7 @@ from duel_tutorial.envs import (
     action_meanings,
     atari_game,
     atari_settings,
+    check_env_id,
     make_atari_env,
     make_atari_vector_env,
 )
@@ -283,6 +285,26 @@ def test_unknown_env_id_is_a_clear_error(bad_id):
     for make in (make_atari_env, lambda env_id: make_atari_vector_env(env_id, 1)):
         with pytest.raises(ValueError, match=r"ALE v5 id like 'ALE/Pong-v5'.*got"):
             make(bad_id)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "ALE/Pong-v5", "MinAtar/Breakout-v1",
+                                    "LunarLander-v3", "phys2d/CartPole-v1"])
+def test_plain_env_ids_pass_the_check(env_id):
+    assert check_env_id(env_id) == env_id
+
+
+def test_every_registered_env_id_passes_the_check():
+    for env_id in gym.registry:
+        check_env_id(env_id)
+
+
+@pytest.mark.parametrize("bad_id", ["evilmod:CartPole-v1", "os:system-v0", "ALE/Pong-v5\n",
+                                    "../CartPole-v1", "a/b/CartPole-v1", "CartPole",
+                                    "CartPole-v\u0661", "", 1])
+def test_an_env_id_that_gymnasium_could_import_from_is_a_one_line_error(bad_id):
+    with pytest.raises(ValueError, match=r"env_id must be a gymnasium id .*; got ") as info:
+        check_env_id(bad_id)
+    assert "\n" not in str(info.value)
 
 
 def test_did_you_mean_suggests_the_nearest_id():

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from duel_tutorial.checkpoint import load_checkpoint
 from duel_tutorial.config import DQNConfig, add_config_arguments, preset
 from duel_tutorial.evaluate import evaluate
 from duel_tutorial.evaluate import main as evaluate_main
@@ -24,7 +25,9 @@ from duel_tutorial.model import DuelingQNetwork, MLPDuelingQNetwork, MLPQNetwork
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.targets import dqn_loss
 from duel_tutorial.train import (
+    TrainingDiverged,
     build_parser,
+    chosen_preset,
     load_metrics,
     main,
     make_env,
@@ -339,3 +342,167 @@ def test_atari_evaluation_plays_one_full_game_per_episode():
     returns = evaluate(network, "ALE/Pong-v5", episodes=2, seed=0)
     assert returns.shape == (2,) and np.all(returns == np.round(returns))
     assert np.all(returns <= -18)  # an untrained network loses (almost) every point of a game
+
+
+# --- a run directory is never lost or blocked (each test reproduces one failure) ------
+
+
+def _start_cli(out: Path, *flags: str) -> subprocess.Popen:
+    """The training CLI in a child process, on a run that would take far longer than a test."""
+    command = [sys.executable, "-m", "duel_tutorial.train", "--env", "CartPole-v1", "--seed",
+               "0", "--out", str(out), "--total-steps", "1000000", *TINY_FLAGS, *flags]
+    return subprocess.Popen(command, cwd=out.parent, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, rows: int = 0) -> None:
+    """Until ``path`` exists (and, for a CSV, has ``rows`` data rows), or fail."""
+    deadline = time.monotonic() + 60
+    while not (path.exists() and len(path.read_text().splitlines()) > rows):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, f"no {path.name} within 60 s"
+        time.sleep(0.02)
+
+
+def test_extending_total_steps_on_resume_keeps_the_schedules(tmp_path):
+    """--total-steps on --resume moves only the end: epsilon and lr keep their horizon."""
+    out = tmp_path / "run"
+    train(dataclasses.replace(TINY, total_steps=200), out)  # epsilon floor at step 100
+    train(dataclasses.replace(TINY, total_steps=1_000), out, resume=True)
+    metrics = load_metrics(out)
+    after = metrics["step"] > 200
+    assert after.any() and np.all(metrics["epsilon"][after] == TINY.epsilon_end)
+    final = json.loads((out / "final.json").read_text())
+    assert final["schedule_horizon"] == 200 and final["step"] == 1_000
+    assert final["optimizer"]["param_groups"][0]["lr"] == 0.0  # annealed over the 200 steps
+
+
+def test_learning_that_would_start_after_the_run_is_refused():
+    with pytest.raises(ValueError, match=re.escape("learning_starts must be < total_steps (500)")):
+        DQNConfig(total_steps=500)  # the preset's learning_starts is 1,000
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="NaN or infinite") as info:
+        train(dataclasses.replace(TINY, lr=1e300, checkpoint_interval=64), out)
+    assert "\n" not in str(info.value) and not (out / "final.json").exists()
+    if (out / "last.json").exists():  # any checkpoint written holds finite weights
+        tensors, _ = load_checkpoint(out, "last")
+        assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("online/"))
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+    out = tmp_path / "run"
+    proc = _start_cli(out, "--checkpoint-interval", "0")  # no periodic checkpoint at all
+    _wait_for(out / "metrics.csv", proc, rows=3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    assert (out / "last.json").exists() and not (out / "final.json").exists()
+    stopped = json.loads((out / "last.json").read_text())["step"]
+    assert main(["--out", str(out), "--resume", "--total-steps", str(stopped + 200),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "final.json").read_text())["step"] == stopped + 200
+
+
+def test_a_run_that_died_before_its_first_checkpoint_starts_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.csv").write_text("step,episode,return,length,epsilon,loss,sps\n12,1,1")
+    with pytest.raises(SystemExit) as info:  # nothing to resume: say so, in one line
+        main(["--out", str(out), "--resume", "--no-progress"])
+    assert info.value.code == 2 and "start it again without --resume" in capsys.readouterr().err
+    train(dataclasses.replace(TINY, total_steps=100), out)  # a fresh start is allowed
+    assert load_metrics(out)["episode"][0] == 1
+
+
+def test_a_second_process_cannot_train_in_the_same_run_directory(tmp_path):
+    out = tmp_path / "run"
+    proc = _start_cli(out)
+    try:
+        _wait_for(out / "metrics.csv", proc)
+        for resume in (False, True):
+            with pytest.raises(ValueError, match=f"another process \\(pid {proc.pid}\\)"):
+                train(dataclasses.replace(TINY, total_steps=100), out, resume=resume)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_a_torn_last_line_is_left_out_and_cut_on_resume(tmp_path):
+    out = tmp_path / "run"
+    train(dataclasses.replace(TINY, total_steps=200), out)
+    whole = load_metrics(out)
+    with open(out / "metrics.csv", "a") as log:
+        log.write("207,99,1")  # the disk filled up mid-line
+    np.testing.assert_equal(load_metrics(out), whole)  # (NaN losses compare equal here)
+    train(dataclasses.replace(TINY, total_steps=300), out, resume=True)
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert "207,99,1" not in lines and all(line.count(",") == 6 for line in lines)
+
+
+def test_a_run_saved_without_its_replay_buffer_resumes(tmp_path):
+    out = tmp_path / "run"
+    train(dataclasses.replace(TINY, total_steps=200, checkpoint_replay=False), out)
+    result = train(dataclasses.replace(TINY, total_steps=400, checkpoint_replay=False), out,
+                   resume=True)
+    assert result.steps == 400  # it refilled the buffer before learning again
+
+
+def test_a_value_error_during_training_is_not_reported_as_bad_input(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("something inside an update")
+
+    monkeypatch.setattr("duel_tutorial.train.train_phase", broken)
+    with pytest.raises(RuntimeError, match="training failed at step 64"):
+        main(["--out", str(tmp_path / "run"), "--total-steps", "200", *TINY_FLAGS])
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["--out", str(tmp_path / "file"), "--total-steps", "200", *TINY_FLAGS])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("is a file; expected a run directory")
+
+
+# --- a command line that fits its users' habits ------------------------------------------
+
+
+@pytest.mark.parametrize(("old", "new"), [("PongNoFrameskip-v4", "ALE/Pong-v5"),
+                                          ("Breakout-v4", "ALE/Breakout-v5")])
+def test_gyms_old_atari_ids_name_the_ale_id(old, new):
+    with pytest.raises(ValueError, match=f"use --env {re.escape(new)}") as info:
+        make_env(old)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("env_id", "reason"), [("Taxi-v3", "deprecated"),
+                                                ("CarRacing-v3", "Box2D is not installed")])
+def test_an_env_that_cannot_be_made_is_a_one_line_error(env_id, reason, capsys, tmp_path):
+    with pytest.raises(SystemExit) as info:
+        main(["--env", env_id, "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2 and f"cannot make environment {env_id!r}" in err and reason in err
+
+
+def test_an_ale_id_picks_the_atari_preset_and_help_shows_its_defaults():
+    assert chosen_preset(["--env", "ALE/Pong-v5"]) == "atari"
+    assert chosen_preset(["--env", "ALE/Pong-v5", "--preset", "cartpole"]) == "cartpole"
+    assert chosen_preset(["--env", "CartPole-v1"]) == "cartpole"
+    text = build_parser(["--env", "ALE/Pong-v5"]).format_help()
+    assert "defaults: the atari preset" in text
+    assert f"[default: {preset('atari').total_steps}; source: the atari preset]" in text
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(capsys):
+    train(dataclasses.replace(TINY, total_steps=200), progress="lines")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step ")]
+    assert lines and re.match(r"step [\d,]+/200 \(\d+%\), episode \d+, mean return", lines[0])
+
+
+def test_channels_last_image_observations_are_refused_in_one_line():
+    with pytest.raises(ValueError, match=re.escape("got shape (84, 84, 3) (channels last?)")):
+        make_network(DQNConfig(), (84, 84, 3), 6)

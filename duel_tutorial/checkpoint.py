@@ -32,6 +32,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from duel_tutorial.config import DQNConfig
+from duel_tutorial.device import default_device
+from duel_tutorial.model import make_network
+
 FORMAT_VERSION = 1
 SUFFIX = ".safetensors"
 
@@ -216,10 +220,6 @@ def load_policy(
     validated as it is read (its ``env_id`` must be a plain gymnasium id: a file cannot
     make gymnasium import a module).
     """
-    from duel_tutorial.config import DQNConfig
-    from duel_tutorial.device import default_device
-    from duel_tutorial.train import make_network
-
     device = torch.device(device) if device is not None else default_device()
     tensors, sidecar = load_checkpoint(run, name)
     config = DQNConfig.from_dict(sidecar["config"])  # checks env_id (DQNConfig.__post_init__)

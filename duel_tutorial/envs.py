@@ -98,12 +98,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+from collections.abc import Callable, Sequence
 from typing import Any, SupportsFloat
 
 import ale_py
 import gymnasium as gym
 from ale_py import roms
 from ale_py.vector_env import AtariVectorEnv
+from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import AtariPreprocessing, ClipReward, FrameStackObservation
 
 gym.register_envs(ale_py)
@@ -461,3 +463,75 @@ def action_meanings(env: gym.Env | AtariVectorEnv) -> list[str]:
         return [action.name for action in env.ale.get_action_set()]
     return list(env.unwrapped.get_action_meanings())
 
+
+# --- any gymnasium environment (vector observations), for the training loop ---------
+
+
+def is_atari(env_id: str) -> bool:
+    """ALE ids (``ALE/Pong-v5``) train through :func:`make_atari_vector_env`."""
+    return env_id.startswith("ALE/")
+
+
+def make_env(
+    env_id: str,
+    num_envs: int = 1,
+    *,
+    wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] | None = None,
+    **kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id`` stepped in lockstep (``gymnasium.vector``, sync).
+
+    Autoreset is "same step": when an episode ends, ``step`` returns the first
+    observation of the next episode, and the true last observation is in
+    ``info["final_obs"]``. ``kwargs`` go to ``gymnasium.make``. An unknown id raises a
+    one-line ``ValueError``; so does an action space that is not ``Discrete``.
+    """
+    check_env_id(env_id)  # no module import hidden in the id ("evilmod:CartPole-v1")
+    check_not_legacy_atari(env_id)
+    if env_id.startswith("ALE/"):
+        import ale_py
+
+        gym.register_envs(ale_py)
+    try:
+        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                            wrappers=wrappers, **kwargs)
+    except gym.error.UnregisteredEnv as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(
+            f"unknown environment id {env_id!r} ({reason}); expected a registered gymnasium id "
+            "such as 'CartPole-v1' (list them: python -c 'import gymnasium; "
+            "gymnasium.pprint_registry()')"
+        ) from None
+    except (gym.error.Error, ImportError) as err:  # deprecated id, missing extra (Box2D), ...
+        reason = " ".join(str(err).split())
+        raise ValueError(f"cannot make environment {env_id!r}: {reason}") from None
+    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
+        envs.close()
+        raise ValueError(f"DQN needs a Discrete action space; {env_id} has "
+                         f"{envs.single_action_space}")
+    return envs
+
+
+_LEGACY_ATARI = re.compile(r"^(?P<game>[A-Z][A-Za-z]*?)(?:NoFrameskip|Deterministic)?-v[04]$")
+
+
+def check_not_legacy_atari(env_id: str) -> None:
+    """A one-line error for gym's old Atari ids (``PongNoFrameskip-v4``), naming ale-py's.
+
+    Their raw RGB frames are not what the networks here take; ``ALE/Pong-v5`` with the
+    atari preset gives the standard DQN input. Unlike the default ``ALE/...-v5``, and like
+    ``NoFrameskip-v4``, the preset's environment has no sticky actions.
+    """
+    match = _LEGACY_ATARI.match(env_id)
+    if match is None:
+        return
+    import ale_py
+
+    gym.register_envs(ale_py)
+    new = f"ALE/{match['game']}-v5"
+    if new in gym.registry:
+        raise ValueError(
+            f"{env_id!r} is gym's old Atari id; use --env {new} (it picks the atari preset: "
+            "the DQN preprocessing with frame skip 4 and, as in NoFrameskip-v4, no sticky "
+            "actions)")

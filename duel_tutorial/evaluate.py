@@ -29,7 +29,13 @@ import torch
 from torch import nn
 
 from duel_tutorial.checkpoint import check_compatible, checkpoint_path, load_policy
-from duel_tutorial.envs import EVAL_EPSILON, check_env_id, make_atari_vector_env
+from duel_tutorial.envs import (
+    EVAL_EPSILON,
+    check_env_id,
+    is_atari,
+    make_atari_vector_env,
+    make_env,
+)
 from duel_tutorial.exploration import epsilon_greedy
 
 EVAL_SEED_OFFSET = 1000
@@ -53,7 +59,6 @@ def evaluate(
     games without episodic life, raw unclipped scores, the 108,000-frame cap), all
     ``episodes`` games played at once in ale-py's vector env, one game per sub-env.
     """
-    from duel_tutorial.train import is_atari, make_env  # train imports this module
 
     check_env_id(env_id)  # before gymnasium sees it: 'mod:Env-v0' would import mod
     if episodes < 1:
@@ -135,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         network, config, sidecar = load_policy(args.run, args.checkpoint, args.device)
         env_id = check_env_id(args.env or config.env_id)
         if args.env:
-            from duel_tutorial.train import is_atari, make_env
 
             probe = make_atari_vector_env(env_id, 1) if is_atari(env_id) else make_env(env_id)
             check_compatible(sidecar, obs_shape=probe.single_observation_space.shape,

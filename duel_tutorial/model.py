@@ -29,11 +29,15 @@ Input contract for the convolutional networks, checked at the boundary:
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from duel_tutorial.aggregation import Aggregation, aggregate, check_aggregation
+
+if TYPE_CHECKING:
+    from duel_tutorial.config import DQNConfig
 
 FRAME_SIZE = 84
 """Side of the square preprocessed Atari frame (Mnih et al., 2015)."""
@@ -300,3 +304,73 @@ class MLPQNetwork(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values ``q: (B, n_actions)`` (or ``(n_actions,)`` for unbatched input)."""
         return self.net(vectors_to_float(obs, self.input_size, self.net[0].weight))
+
+
+# --- the network a training config asks for ------------------------------------------
+
+
+def matched_hidden(input_size: int, n_actions: int, hidden: int) -> int:
+    """Width ``w`` that gives ``MLPQNetwork(hidden=(hidden, w))`` about as many parameters
+    as ``MLPDuelingQNetwork(hidden=hidden)``, e.g. 127 for CartPole (8,831 vs 8,835)."""
+    shared = input_size * hidden + hidden  # fc1
+    # dueling: fc1 + 2 (hidden -> hidden) + (hidden -> n_actions) + (hidden -> 1)
+    dueling = shared + 2 * (hidden * hidden + hidden) + hidden * n_actions + n_actions + hidden + 1
+    # single: fc1 + (hidden -> w) + (w -> n_actions) = shared + w (hidden + 1 + n_actions) + n_act
+    return max(1, round((dueling - shared - n_actions) / (hidden + 1 + n_actions)))
+
+
+def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | Any, n_actions: int
+                 ) -> nn.Module:
+    """The Q-network ``config`` asks for, sized for the observations and actions.
+
+    - vector observations ``(D,)``: ``"dueling"`` is :class:`MLPDuelingQNetwork` (seed 002's
+      shape, width ``config.hidden``); ``"single"`` is :class:`MLPQNetwork` with hidden
+      widths ``(hidden, matched_hidden(...))``, the same parameter count.
+    - frame stacks ``(C, 84, 84)``: :class:`DuelingQNetwork` or :class:`QNetwork` with ``C``
+      input channels (``config.hidden`` is not used).
+    """
+    shape = tuple(getattr(obs_shape, "shape", obs_shape))  # a gymnasium Space, or a shape
+    if len(shape) == 1:
+        if config.network == "dueling":
+            return MLPDuelingQNetwork(shape[0], n_actions, hidden=config.hidden,
+                                      aggregation=config.aggregation)
+        width = matched_hidden(shape[0], n_actions, config.hidden)
+        return MLPQNetwork(shape[0], n_actions, hidden=(config.hidden, width))
+    if len(shape) == 3:
+        if shape[1:] != (84, 84):
+            raise ValueError(f"image observations must be channels-first frame stacks "
+                             f"(C, 84, 84), as make_atari_env gives; got shape {shape}"
+                             + (" (channels last?)" if shape[-1] <= 4 else ""))
+        if config.network == "dueling":
+            network = DuelingQNetwork(n_actions, in_channels=shape[0],
+                                      aggregation=config.aggregation)
+            if config.trunk_grad_scale != 1.0:
+                scale_combined_gradient(network, config.trunk_grad_scale)
+            return network
+        return QNetwork(n_actions, in_channels=shape[0])
+    raise ValueError(f"observations must be vectors (D,) or frame stacks (C, 84, 84); got shape "
+                     f"{shape}")
+
+
+def scale_combined_gradient(network: DuelingQNetwork, scale: float) -> None:
+    """Multiply by ``scale`` the gradient flowing back from the two streams into the trunk.
+
+    Wang et al. (2016, sec. 4.2) "rescale the combined gradient entering the last
+    convolutional layer by 1/sqrt(2)": both streams send their gradient into the shared
+    layers, and the rescaling keeps its size near a single stream's. In the paper the
+    streams split right after the last conv layer; in seed 000's network they split after
+    the shared 512-unit layer ``lin``, so the hook sits on ``lin``'s output, where the two
+    gradients meet; the conv layers below receive the rescaled gradient too. The forward
+    pass is unchanged. A ``copy.deepcopy`` of the network (the target network) carries the
+    hook, which does nothing there: it runs without gradients.
+    """
+    if not isinstance(network, DuelingQNetwork):
+        raise ValueError(f"scale_combined_gradient needs a DuelingQNetwork; got "
+                         f"{type(network).__name__}")
+
+    def rescale_backward(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+        if output.requires_grad:
+            # dL/dh <- scale * (dL/dh from V + dL/dh from A)
+            output.register_hook(lambda grad: grad * scale)
+
+    network.lin.register_forward_hook(rescale_backward)

@@ -42,20 +42,17 @@ import dataclasses
 import json
 import math
 import os
-import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 from torch import nn
 from tqdm import tqdm
 
@@ -72,10 +69,10 @@ from duel_tutorial.checkpoint import (
 )
 from duel_tutorial.config import PRESETS, DQNConfig, add_config_arguments, config_overrides
 from duel_tutorial.device import default_device
-from duel_tutorial.envs import check_env_id, make_atari_vector_env
+from duel_tutorial.envs import is_atari, make_atari_vector_env, make_env
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
-from duel_tutorial.model import DuelingQNetwork, MLPDuelingQNetwork, MLPQNetwork, QNetwork
+from duel_tutorial.model import make_network
 from duel_tutorial.provenance import provenance
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.targets import polyak_update, td_loss, td_target
@@ -97,143 +94,6 @@ class TrainingDiverged(RuntimeError):
 
 
 # --- building blocks --------------------------------------------------------------------
-
-
-def make_env(
-    env_id: str,
-    num_envs: int = 1,
-    *,
-    wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] | None = None,
-    **kwargs: Any,
-) -> gym.vector.VectorEnv:
-    """``num_envs`` copies of ``env_id`` stepped in lockstep (``gymnasium.vector``, sync).
-
-    Autoreset is "same step": when an episode ends, ``step`` returns the first
-    observation of the next episode, and the true last observation is in
-    ``info["final_obs"]``. ``kwargs`` go to ``gymnasium.make``. An unknown id raises a
-    one-line ``ValueError``; so does an action space that is not ``Discrete``.
-    """
-    check_env_id(env_id)  # no module import hidden in the id ("evilmod:CartPole-v1")
-    check_not_legacy_atari(env_id)
-    if env_id.startswith("ALE/"):
-        import ale_py
-
-        gym.register_envs(ale_py)
-    try:
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-                            wrappers=wrappers, **kwargs)
-    except gym.error.UnregisteredEnv as err:
-        reason = " ".join(str(err).split())
-        raise ValueError(
-            f"unknown environment id {env_id!r} ({reason}); expected a registered gymnasium id "
-            "such as 'CartPole-v1' (list them: python -c 'import gymnasium; "
-            "gymnasium.pprint_registry()')"
-        ) from None
-    except (gym.error.Error, ImportError) as err:  # deprecated id, missing extra (Box2D), ...
-        reason = " ".join(str(err).split())
-        raise ValueError(f"cannot make environment {env_id!r}: {reason}") from None
-    if not isinstance(envs.single_action_space, gym.spaces.Discrete):
-        envs.close()
-        raise ValueError(f"DQN needs a Discrete action space; {env_id} has "
-                         f"{envs.single_action_space}")
-    return envs
-
-
-_LEGACY_ATARI = re.compile(r"^(?P<game>[A-Z][A-Za-z]*?)(?:NoFrameskip|Deterministic)?-v[04]$")
-
-
-def check_not_legacy_atari(env_id: str) -> None:
-    """A one-line error for gym's old Atari ids (``PongNoFrameskip-v4``), naming ale-py's.
-
-    Their raw RGB frames are not what the networks here take; ``ALE/Pong-v5`` with the
-    atari preset gives the standard DQN input. Unlike the default ``ALE/...-v5``, and like
-    ``NoFrameskip-v4``, the preset's environment has no sticky actions.
-    """
-    match = _LEGACY_ATARI.match(env_id)
-    if match is None:
-        return
-    import ale_py
-
-    gym.register_envs(ale_py)
-    new = f"ALE/{match['game']}-v5"
-    if new in gym.registry:
-        raise ValueError(
-            f"{env_id!r} is gym's old Atari id; use --env {new} (it picks the atari preset: "
-            "the DQN preprocessing with frame skip 4 and, as in NoFrameskip-v4, no sticky "
-            "actions)")
-
-
-def matched_hidden(input_size: int, n_actions: int, hidden: int) -> int:
-    """Width ``w`` that gives ``MLPQNetwork(hidden=(hidden, w))`` about as many parameters
-    as ``MLPDuelingQNetwork(hidden=hidden)``, e.g. 127 for CartPole (8,831 vs 8,835)."""
-    shared = input_size * hidden + hidden  # fc1
-    # dueling: fc1 + 2 (hidden -> hidden) + (hidden -> n_actions) + (hidden -> 1)
-    dueling = shared + 2 * (hidden * hidden + hidden) + hidden * n_actions + n_actions + hidden + 1
-    # single: fc1 + (hidden -> w) + (w -> n_actions) = shared + w (hidden + 1 + n_actions) + n_act
-    return max(1, round((dueling - shared - n_actions) / (hidden + 1 + n_actions)))
-
-
-def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | gym.Space, n_actions: int
-                 ) -> nn.Module:
-    """The Q-network ``config`` asks for, sized for the observations and actions.
-
-    - vector observations ``(D,)``: ``"dueling"`` is :class:`MLPDuelingQNetwork` (seed 002's
-      shape, width ``config.hidden``); ``"single"`` is :class:`MLPQNetwork` with hidden
-      widths ``(hidden, matched_hidden(...))``, the same parameter count.
-    - frame stacks ``(C, 84, 84)``: :class:`DuelingQNetwork` or :class:`QNetwork` with ``C``
-      input channels (``config.hidden`` is not used).
-    """
-    shape = tuple(obs_shape.shape) if isinstance(obs_shape, gym.Space) else tuple(obs_shape)
-    if len(shape) == 1:
-        if config.network == "dueling":
-            return MLPDuelingQNetwork(shape[0], n_actions, hidden=config.hidden,
-                                      aggregation=config.aggregation)
-        width = matched_hidden(shape[0], n_actions, config.hidden)
-        return MLPQNetwork(shape[0], n_actions, hidden=(config.hidden, width))
-    if len(shape) == 3:
-        if shape[1:] != (84, 84):
-            raise ValueError(f"image observations must be channels-first frame stacks "
-                             f"(C, 84, 84), as make_atari_env gives; got shape {shape}"
-                             + (" (channels last?)" if shape[-1] <= 4 else ""))
-        if config.network == "dueling":
-            network = DuelingQNetwork(n_actions, in_channels=shape[0],
-                                      aggregation=config.aggregation)
-            if config.trunk_grad_scale != 1.0:
-                scale_combined_gradient(network, config.trunk_grad_scale)
-            return network
-        return QNetwork(n_actions, in_channels=shape[0])
-    raise ValueError(f"observations must be vectors (D,) or frame stacks (C, 84, 84); got shape "
-                     f"{shape}")
-
-
-def scale_combined_gradient(network: DuelingQNetwork, scale: float) -> None:
-    """Multiply by ``scale`` the gradient flowing back from the two streams into the trunk.
-
-    Wang et al. (2016, sec. 4.2) "rescale the combined gradient entering the last
-    convolutional layer by 1/sqrt(2)": both streams send their gradient into the shared
-    layers, and the rescaling keeps its size near a single stream's. In the paper the
-    streams split right after the last conv layer; in seed 000's network they split after
-    the shared 512-unit layer ``lin``, so the hook sits on ``lin``'s output, where the two
-    gradients meet; the conv layers below receive the rescaled gradient too. The forward
-    pass is unchanged. A ``copy.deepcopy`` of the network (the target network) carries the
-    hook, which does nothing there: it runs without gradients.
-    """
-    if not isinstance(network, DuelingQNetwork):
-        raise ValueError(f"scale_combined_gradient needs a DuelingQNetwork; got "
-                         f"{type(network).__name__}")
-
-    def rescale_backward(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
-        if output.requires_grad:
-            # dL/dh <- scale * (dL/dh from V + dL/dh from A)
-            output.register_hook(lambda grad: grad * scale)
-
-    network.lin.register_forward_hook(rescale_backward)
-
-
-def is_atari(env_id: str) -> bool:
-    """ALE ids (``ALE/Pong-v5``) train through :func:`make_atari_vector_env`."""
-    return env_id.startswith("ALE/")
 
 
 def resolve_device(name: str) -> torch.device:

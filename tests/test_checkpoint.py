@@ -26,8 +26,8 @@ from duel_tutorial.checkpoint import (
     with_prefix,
 )
 from duel_tutorial.config import DQNConfig
-from duel_tutorial.model import MLPDuelingQNetwork
-from duel_tutorial.train import make_network, train
+from duel_tutorial.model import MLPDuelingQNetwork, make_network
+from duel_tutorial.train import train
 
 TINY = DQNConfig(total_steps=200, learning_starts=64, batch_size=32, buffer_capacity=500,
                  train_freq=8, gradient_steps=2, target_update_interval=50, device="cpu",

@@ -19,9 +19,17 @@ import torch
 
 from duel_tutorial.checkpoint import load_checkpoint
 from duel_tutorial.config import DQNConfig, add_config_arguments, preset
+from duel_tutorial.envs import make_env
 from duel_tutorial.evaluate import evaluate
 from duel_tutorial.evaluate import main as evaluate_main
-from duel_tutorial.model import DuelingQNetwork, MLPDuelingQNetwork, MLPQNetwork
+from duel_tutorial.model import (
+    DuelingQNetwork,
+    MLPDuelingQNetwork,
+    MLPQNetwork,
+    make_network,
+    matched_hidden,
+    scale_combined_gradient,
+)
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.targets import dqn_loss
 from duel_tutorial.train import (
@@ -30,10 +38,6 @@ from duel_tutorial.train import (
     chosen_preset,
     load_metrics,
     main,
-    make_env,
-    make_network,
-    matched_hidden,
-    scale_combined_gradient,
     train,
     train_phase,
 )

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from duel_tutorial.config import DQNConfig
-from duel_tutorial.device import default_device
+from duel_tutorial.device import resolve_device
 from duel_tutorial.model import make_network
 
 FORMAT_VERSION = 1
@@ -220,13 +220,18 @@ def load_policy(
     validated as it is read (its ``env_id`` must be a plain gymnasium id: a file cannot
     make gymnasium import a module).
     """
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device("auto" if device is None else str(device))
     tensors, sidecar = load_checkpoint(run, name)
-    config = DQNConfig.from_dict(sidecar["config"])  # checks env_id (DQNConfig.__post_init__)
-    saved = sidecar["network"]
-    network = make_network(config, tuple(saved["obs_shape"]), saved["n_actions"])
-    load_network_state(network, strip_prefix("online", tensors),
-                       f"checkpoint {checkpoint_path(run, name)}")
+    file = checkpoint_path(run, name)
+    try:
+        config = DQNConfig.from_dict(sidecar["config"])  # checks env_id (__post_init__)
+        saved = sidecar["network"]
+        obs_shape, n_actions = tuple(saved["obs_shape"]), int(saved["n_actions"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{file}: its sidecar lacks a valid config or network description "
+                         f"({type(err).__name__}: {err})") from None
+    network = make_network(config, obs_shape, n_actions)
+    load_network_state(network, strip_prefix("online", tensors), f"checkpoint {file}")
     return network.to(device).eval(), config, sidecar
 
 
@@ -234,6 +239,11 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 """Where the shipped agents live (package data): ``NAME.safetensors`` + ``NAME.json``."""
 
 _PRETRAINED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def pretrained_path(name: str) -> Path:
+    """The ``.safetensors`` file of the shipped agent ``name`` (a plain name)."""
+    return _pretrained_file(name, SUFFIX)
 
 
 def pretrained_names() -> list[str]:

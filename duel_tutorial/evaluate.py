@@ -11,6 +11,7 @@ From Python::
 From the shell::
 
     python -m duel_tutorial.evaluate runs/cartpole-s0 --episodes 20
+    python -m duel_tutorial.evaluate --pretrained pong --episodes 3   # a shipped agent
 
 Episode ``k`` is reset with seed ``seed + k``, so an evaluation is reproducible and its
 episodes differ from the training ones (the default seed is the training seed + 1000).
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,7 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from duel_tutorial.checkpoint import check_compatible, checkpoint_path, load_policy
+from duel_tutorial.checkpoint import (
+    check_compatible,
+    checkpoint_path,
+    load_policy,
+    pretrained_names,
+    pretrained_path,
+)
 from duel_tutorial.envs import (
     EVAL_EPSILON,
     check_env_id,
@@ -47,8 +54,11 @@ def evaluate(
     episodes: int = 20,
     seed: int = 0,
     epsilon: float | None = None,
+    on_episode: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
     """Returns ``(episodes,)`` of ``network``'s epsilon-greedy policy.
+
+    ``on_episode(k, episode_return)`` is called as each episode ends (for progress).
 
     Episode ``k`` starts from ``env.reset(seed=seed + k)``. The network is called on the
     device its parameters live on. ``epsilon`` defaults to 0 (greedy), and for Atari to
@@ -65,7 +75,7 @@ def evaluate(
         raise ValueError(f"episodes must be >= 1; got {episodes!r}")
     if is_atari(env_id):
         return _evaluate_atari(network, env_id, episodes, seed,
-                               EVAL_EPSILON if epsilon is None else epsilon)
+                               EVAL_EPSILON if epsilon is None else epsilon, on_episode)
     epsilon = 0.0 if epsilon is None else epsilon
     env = make_env(env_id, num_envs=1)
     n_actions = int(env.single_action_space.n)
@@ -82,6 +92,8 @@ def evaluate(
                 obs, reward, terminated, truncated, _ = env.step(action)
                 returns[k] += reward[0]
                 done = bool(terminated[0] or truncated[0])
+            if on_episode is not None:
+                on_episode(k, float(returns[k]))
     finally:
         env.close()
         network.train(was_training)
@@ -89,7 +101,8 @@ def evaluate(
 
 
 def _evaluate_atari(network: nn.Module, env_id: str, episodes: int, seed: int,
-                    epsilon: float) -> np.ndarray:
+                    epsilon: float, on_episode: Callable[[int, float], None] | None
+                    ) -> np.ndarray:
     """One full game per sub-environment of an evaluation-preset vector env."""
     env = make_atari_vector_env(env_id, episodes, train=False)
     n_actions = int(env.single_action_space.n)
@@ -105,7 +118,10 @@ def _evaluate_atari(network: nn.Module, env_id: str, episodes: int, seed: int,
             actions = epsilon_greedy(network, obs, epsilon, n_actions, rng, device)
             obs, reward, terminated, truncated, _ = env.step(actions)
             returns += np.where(playing, reward, 0)
-            playing &= ~(terminated | truncated)
+            ended = playing & (terminated | truncated)
+            playing &= ~ended
+            for k in np.flatnonzero(ended) if on_episode is not None else ():
+                on_episode(int(k), float(returns[k]))
     finally:
         env.close()
         network.train(was_training)
@@ -117,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m duel_tutorial.evaluate",
         description="Greedy returns of a trained run's checkpoint: mean and standard deviation.",
     )
-    parser.add_argument("run", type=Path,
+    parser.add_argument("run", type=Path, nargs="?",
                         help="run directory (written by duel_tutorial.train) or .safetensors file")
+    parser.add_argument("--pretrained", metavar="NAME", default=None,
+                        help=f"a shipped agent instead of a run: one of {pretrained_names()}")
     parser.add_argument("--episodes", type=int, default=20, help="episodes to play [default: 20]")
     parser.add_argument("--checkpoint", default="final",
                         help="checkpoint name in the run directory: final or last [default: final]")
@@ -130,13 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env", default=None,
                         help="environment id [default: the one the run was trained on]")
     parser.add_argument("--device", default=None, help="torch device [default: cuda if available]")
+    parser.add_argument("--quiet", action="store_true", help="no line per finished episode")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.run is None) == (args.pretrained is None):
+        parser.error("give a run directory or --pretrained NAME (one of them)")
+
+    def report(k: int, episode_return: float) -> None:
+        done.append(episode_return)
+        print(f"episode {k + 1} ({len(done)} of {args.episodes} done): return {episode_return:g}"
+              f"; mean so far {np.mean(done):.2f}", file=sys.stderr, flush=True)
+
+    done: list[float] = []
     try:
+        if args.pretrained is not None:
+            args.run, args.checkpoint = pretrained_path(args.pretrained), "final"
         network, config, sidecar = load_policy(args.run, args.checkpoint, args.device)
         env_id = check_env_id(args.env or config.env_id)
         if args.env:
@@ -147,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             probe.close()
         seed = args.seed if args.seed is not None else config.seed + EVAL_SEED_OFFSET
         with torch.no_grad():
-            returns = evaluate(network, env_id, args.episodes, seed, args.epsilon)
+            returns = evaluate(network, env_id, args.episodes, seed, args.epsilon,
+                               on_episode=None if args.quiet else report)
     except (ValueError, gym.error.Error) as err:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
     epsilon = args.epsilon if args.epsilon is not None else (

@@ -68,7 +68,7 @@ from duel_tutorial.checkpoint import (
     with_prefix,
 )
 from duel_tutorial.config import PRESETS, DQNConfig, add_config_arguments, config_overrides
-from duel_tutorial.device import default_device
+from duel_tutorial.device import resolve_device
 from duel_tutorial.envs import is_atari, make_atari_vector_env, make_env
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
@@ -94,21 +94,6 @@ class TrainingDiverged(RuntimeError):
 
 
 # --- building blocks --------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> :func:`default_device`; otherwise the named device, checked."""
-    if name == "auto":
-        return default_device()
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {name!r}"
-                         ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked, but torch sees no CUDA device; use 'auto' "
-                         "or 'cpu'")
-    return device
 
 
 def current_epsilon(config: DQNConfig, step: int, episode: int,
@@ -649,9 +634,14 @@ def _restore(
     replay = strip_prefix("replay", tensors)
     if replay:
         buffer.load_state_dict({k: v.numpy() for k, v in replay.items()})
-    act_rng.bit_generator.state = sidecar["rng"]["act"]
-    buffer.rng.bit_generator.state = sidecar["rng"]["replay"]
-    torch.set_rng_state(tensors["rng/torch"])
+    try:
+        act_rng.bit_generator.state = sidecar["rng"]["act"]
+        buffer.rng.bit_generator.state = sidecar["rng"]["replay"]
+        torch.set_rng_state(tensors["rng/torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{out}/last: its random generator states are not ones this run "
+                         f"can restore ({type(err).__name__}: {' '.join(str(err).split())})"
+                         ) from None
     return sidecar
 
 

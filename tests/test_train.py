@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from duel_tutorial.checkpoint import load_checkpoint
+from duel_tutorial.checkpoint import load_checkpoint, load_policy, save_checkpoint
 from duel_tutorial.config import DQNConfig, add_config_arguments, preset
 from duel_tutorial.envs import make_env
 from duel_tutorial.evaluate import evaluate
@@ -510,3 +510,40 @@ def test_progress_lines_when_stderr_is_not_a_terminal(capsys):
 def test_channels_last_image_observations_are_refused_in_one_line():
     with pytest.raises(ValueError, match=re.escape("got shape (84, 84, 3) (channels last?)")):
         make_network(DQNConfig(), (84, 84, 3), 6)
+
+
+def test_evaluate_prints_a_line_per_episode_and_names_shipped_agents(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(dataclasses.replace(TINY, total_steps=100), out)
+    assert evaluate_main([str(out), "--episodes", "3", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("episode 3 (3 of 3 done): return ")
+    for bad, message in ((["--pretrained", "../pong"], "a pretrained agent name is"),
+                         ([], "give a run directory or --pretrained NAME"),
+                         ([str(out), "--pretrained", "pong"], "give a run directory or")):
+        with pytest.raises(SystemExit) as info:
+            evaluate_main(bad)
+        assert info.value.code == 2 and message in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            evaluate_main(["--pretrained", "pong", "--device", "cuda"])
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "torch sees no CUDA device" in err
+
+
+def test_broken_sidecars_and_rng_states_are_one_line_errors(tmp_path):
+    out = tmp_path / "run"
+    train(dataclasses.replace(TINY, total_steps=100), out)
+    final = json.loads((out / "final.json").read_text())
+    del final["network"]
+    tensors, _ = load_checkpoint(out, "final")
+    save_checkpoint(out / "final", tensors, final)
+    with pytest.raises(ValueError, match="lacks a valid config or network description") as info:
+        load_policy(out)
+    assert "\n" not in str(info.value)
+    last_tensors, last = load_checkpoint(out, "last")
+    last["rng"]["act"] = {"bit_generator": "PCG64", "state": "garbage"}
+    save_checkpoint(out / "last", last_tensors, last)
+    with pytest.raises(ValueError, match="random generator states are not ones") as info:
+        train(dataclasses.replace(TINY, total_steps=200), out, resume=True)
+    assert "\n" not in str(info.value)

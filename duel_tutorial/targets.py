@@ -92,13 +92,19 @@ def dqn_loss(
     *,
     double: bool = False,
     loss: Loss = "huber",
+    next_q_target: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The DQN (or Double DQN) loss of a :class:`~duel_tutorial.replay.Batch`, a scalar.
 
     Gradients flow through ``Q_online(s, a)`` only; the target is computed without them.
+    ``next_q_target``: ``Q_target(s', ·)`` of this batch if already computed, ``(B,
+    n_actions)``; a training phase computes it for all its minibatches in one forward
+    pass, since the target network does not change within a phase.
     """
     with torch.no_grad():
-        next_q_target = target_net(batch.next_obs)  # (B, n_actions)
+        if next_q_target is None:
+            next_q_target = target_net(batch.next_obs)  # (B, n_actions)
+        # Double DQN: the *current* online network picks a* = argmax_a' Q(s', a')
         next_q_online = online(batch.next_obs) if double else None
         y = td_target(batch.reward, batch.terminated, next_q_target, gamma, next_q_online)
     # Q(s, a) for the actions actually taken: (B,)

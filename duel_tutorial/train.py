@@ -74,8 +74,8 @@ from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
 from duel_tutorial.model import make_network
 from duel_tutorial.provenance import provenance
-from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
-from duel_tutorial.targets import polyak_update, td_loss, td_target
+from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
+from duel_tutorial.targets import dqn_loss, polyak_update
 
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps")
@@ -148,14 +148,10 @@ def train_phase(
     total = torch.zeros((), device=device)
     for k in range(steps):
         mb = slice(k * size, (k + 1) * size)  # minibatch k
-        with torch.no_grad():
-            # Double DQN: the *current* online network picks a* = argmax_a' Q(s', a')
-            next_q_online = online(phase.next_obs[mb]) if config.double_dqn else None
-            y = td_target(phase.reward[mb], phase.terminated[mb], next_q_target_all[mb],
-                          config.gamma, next_q_online)
-        # Q(s, a) of the actions taken: (size,)
-        q_taken = online(phase.obs[mb]).gather(1, phase.action[mb].unsqueeze(1)).squeeze(1)
-        loss = td_loss(q_taken, y, config.loss)
+        # L = loss(Q(s, a), y), y = r + γ (1 - terminated) Q_target(s', a*)
+        loss = dqn_loss(online, target_net, Batch(*(field[mb] for field in phase)),
+                        config.gamma, double=config.double_dqn, loss=config.loss,
+                        next_q_target=next_q_target_all[mb])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if math.isfinite(config.max_grad_norm):

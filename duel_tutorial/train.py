@@ -19,10 +19,11 @@ From the shell (flags are generated from :class:`~duel_tutorial.config.DQNConfig
     python -m duel_tutorial.train --out runs/cartpole-s0 --resume    # after an interruption
     python -m duel_tutorial.evaluate runs/cartpole-s0 --episodes 20
 
-A run directory holds ``metrics.csv`` (one row per finished episode: step, episode,
-return, length, epsilon, loss, sps; appended and flushed as they happen), ``last``
-checkpoints every ``checkpoint_interval`` steps and a ``final`` checkpoint (see
-:mod:`duel_tutorial.checkpoint`). ``--resume`` reloads ``last`` (networks, optimizer,
+A run directory (see :mod:`duel_tutorial.run`, which alone reads and writes it) holds
+``metrics.csv`` (one row per finished episode: step, episode, return, length, epsilon,
+loss, sps), ``last`` checkpoints every ``checkpoint_interval`` steps and a ``final``
+checkpoint. Ctrl-C stops between two steps and saves ``last``. ``--resume`` reloads
+``last`` (networks, optimizer,
 replay buffer, RNG states, counters), cuts ``metrics.csv`` back to the rows it had at
 that step and continues; the episode that was running when the run stopped is lost
 (its environment state is not saved), the next one starts fresh.
@@ -37,11 +38,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import csv
 import dataclasses
-import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -56,37 +54,27 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from duel_tutorial.checkpoint import (
-    FORMAT_VERSION,
-    check_compatible,
-    load_checkpoint,
-    load_network_state,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    save_checkpoint,
-    strip_prefix,
-    with_prefix,
-)
 from duel_tutorial.config import PRESETS, DQNConfig, add_config_arguments, config_overrides
 from duel_tutorial.device import resolve_device
 from duel_tutorial.envs import is_atari, make_atari_vector_env, make_env
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import epsilon_greedy, exponential_epsilon, linear_epsilon
 from duel_tutorial.model import make_network
-from duel_tutorial.provenance import provenance
 from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
+from duel_tutorial.run import (
+    EVAL_COLUMNS,
+    EVAL_FILE,
+    METRICS_COLUMNS,
+    METRICS_FILE,
+    MetricsLog,
+    holds_run,
+    json_step,
+    restore_run_checkpoint,
+    resume_config,
+    run_lock,
+    save_run_checkpoint,
+)
 from duel_tutorial.targets import dqn_loss, polyak_update
-
-METRICS_FILE = "metrics.csv"
-METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps")
-EVAL_FILE = "eval.csv"
-EVAL_COLUMNS = ("step", "mean", "std", "min", "max")
-# Fields that may differ between a run and its --resume. None changes the algorithm:
-# total_steps moves only where the run stops, since the epsilon and learning-rate
-# schedules keep the horizon of the run's first start (its "schedule_horizon").
-RESUMABLE_OVERRIDES = ("total_steps", "checkpoint_interval", "checkpoint_replay", "device",
-                       "torch_threads")
-LOCK_FILE = ".lock"
 
 
 class TrainingDiverged(RuntimeError):
@@ -161,66 +149,7 @@ def train_phase(
     return total
 
 
-# --- the run's log ----------------------------------------------------------------------
-
-
-class MetricsLog:
-    """An append-only CSV log (``metrics.csv``, ``eval.csv``), flushed after every row.
-
-    ``keep_rows`` (on resume) first cuts the file back to its header and that many rows.
-    """
-
-    def __init__(self, path: Path, columns: Sequence[str], keep_rows: int | None = None
-                 ) -> None:
-        self.path, self.columns = path, tuple(columns)
-        if keep_rows is not None and path.exists():
-            lines = _whole_lines(path.read_text())
-            if len(lines) - 1 < keep_rows:
-                raise ValueError(f"{path} has {len(lines) - 1} rows, but the checkpoint "
-                                 f"says {keep_rows} were written")
-            tmp = path.with_suffix(f".csv.{os.getpid()}.tmp")
-            tmp.write_text("".join(lines[: keep_rows + 1]))
-            os.replace(tmp, path)
-        new = not path.exists() or path.stat().st_size == 0
-        self.file = path.open("a", newline="")
-        self.writer = csv.writer(self.file, lineterminator="\n")
-        if new:
-            self.writer.writerow(self.columns)
-            self.file.flush()
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow([row[c] for c in self.columns])  # one line, one write
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _whole_lines(text: str) -> list[str]:
-    """The lines of a log, without a last line cut short (a crash or a full disk mid-write
-    can leave one: every line the log writes ends with a newline)."""
-    lines = text.splitlines(keepends=True)
-    return lines if not lines or lines[-1].endswith("\n") else lines[:-1]
-
-
-def load_metrics(run: str | Path, file: str = METRICS_FILE) -> dict[str, np.ndarray]:
-    """A run's ``metrics.csv`` (or ``eval.csv``) as one numpy array per column.
-
-    ``loss`` is NaN in rows logged before learning started. A last line cut short (the
-    writer was killed or the disk filled up mid-line) is left out.
-    """
-    path = Path(run)
-    path = path / file if path.is_dir() else path
-    reader = csv.DictReader(_whole_lines(path.read_text()))
-    rows = list(reader)
-    columns = reader.fieldnames or []
-    if any(None in row or None in row.values() for row in rows):
-        raise ValueError(f"{path} has a row whose number of fields is not {len(columns)}")
-    out = {}
-    for column in columns:
-        kind = int if column in ("step", "episode", "length") else float
-        out[column] = np.array([kind(r[column]) for r in rows], dtype=kind)
-    return out
+# --- what train returns ----------------------------------------------------------------
 
 
 @dataclass
@@ -274,51 +203,10 @@ def train(
     if resume and out is None:
         raise ValueError("resume=True needs the out_dir of the run to continue")
     try:
-        with _run_lock(out), _stop_on_signals() as stop:
+        with run_lock(out), _stop_on_signals() as stop:
             return _train(config, out, resume, progress, command, stop)
     finally:
         torch.set_num_threads(threads)
-
-
-def holds_run(out: Path) -> bool:
-    """Whether ``out`` holds a run that can be resumed or evaluated (a checkpoint).
-
-    A folder with only a log (a run killed before its first checkpoint, or one that
-    failed to start) holds nothing to resume: a new run may start there.
-    """
-    return any((out / f"{name}.safetensors").exists() for name in ("last", "final"))
-
-
-@contextlib.contextmanager
-def _run_lock(out: Path | None):
-    """An exclusive lock on the run directory for as long as one process trains in it."""
-    if out is None:
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # not POSIX (Windows): no lock
-        yield
-        return
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; expected a run directory")
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / LOCK_FILE, "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
-            raise ValueError(f"another process (pid {holder}) is training in {out}; wait for "
-                             "it to finish, or choose another output directory") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -389,7 +277,7 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
     step, episode, metrics_rows, eval_rows, past_wall = 0, 0, 0, 0, 0.0
     horizon = config.total_steps  # what the epsilon and learning-rate schedules span
     if resume:
-        saved = _restore(out, config, network_info, *parts)
+        saved = restore_run_checkpoint(out, config, network_info, *parts)
         step, episode, past_wall = saved["step"], saved["episode"], saved["wall_time_s"]
         metrics_rows, eval_rows = saved["metrics_rows"], saved.get("eval_rows", 0)
         horizon = saved.get("schedule_horizon", saved["config"]["total_steps"])
@@ -406,7 +294,7 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
                     "eval_rows": eval_rows, "schedule_horizon": horizon,
                     "epsilon": current_epsilon(config, step, episode, horizon)}
         wall = past_wall + time.perf_counter() - start
-        _save(out / name, config, network_info, *parts, counters=counters, wall=wall,
+        save_run_checkpoint(out / name, config, network_info, *parts, counters=counters, wall=wall,
               with_replay=with_replay, device=device, command=command)
 
     log = eval_log = None
@@ -581,93 +469,7 @@ def _all_finite(*tensors: torch.Tensor) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
-def json_step(path: Path) -> int | None:
-    """The ``step`` recorded in a checkpoint's sidecar, or ``None`` if there is none."""
-    try:
-        return int(json.loads(path.read_text())["step"])
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _save(
-    path: Path, config: DQNConfig, network_info: dict[str, Any], online: nn.Module,
-    target_net: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
-    act_rng: np.random.Generator, *, counters: dict[str, Any], wall: float, with_replay: bool,
-    device: torch.device, command: str | None,
-) -> None:
-    """Write a checkpoint: tensors to safetensors, the rest to the sidecar."""
-    tensors = {**with_prefix("online", online.state_dict()),
-               **with_prefix("target", target_net.state_dict()),
-               "rng/torch": torch.get_rng_state()}
-    opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-    tensors.update(opt_tensors)
-    if with_replay:
-        replay = {k: torch.from_numpy(v) for k, v in buffer.state_dict().items()}
-        tensors.update(with_prefix("replay", replay))
-    sidecar = provenance(
-        command=command, device=device, wall_time_s=wall, format=FORMAT_VERSION,
-        name=path.name, config=config.to_dict(), **counters, network=network_info,
-        optimizer=opt_meta, replay_size=len(buffer) if with_replay else 0,
-        rng={"act": act_rng.bit_generator.state, "replay": buffer.rng.bit_generator.state},
-    )
-    save_checkpoint(path, tensors, sidecar)
-
-
-def _restore(
-    out: Path, config: DQNConfig, network_info: dict[str, Any], online: nn.Module,
-    target_net: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
-    act_rng: np.random.Generator,
-) -> dict[str, Any]:
-    """Load ``out/last`` into the given objects; return its sidecar (counters and all)."""
-    tensors, sidecar = load_checkpoint(out, "last")
-    _check_same_run(DQNConfig.from_dict(sidecar["config"]), config, out)
-    check_compatible(sidecar, network=config.network, hidden=config.hidden,
-                     obs_shape=tuple(network_info["obs_shape"]),
-                     n_actions=network_info["n_actions"])
-    load_network_state(online, strip_prefix("online", tensors), f"{out}/last")
-    load_network_state(target_net, strip_prefix("target", tensors), f"{out}/last")
-    optimizer_from_tensors(optimizer, tensors, sidecar["optimizer"])
-    replay = strip_prefix("replay", tensors)
-    if replay:
-        buffer.load_state_dict({k: v.numpy() for k, v in replay.items()})
-    try:
-        act_rng.bit_generator.state = sidecar["rng"]["act"]
-        buffer.rng.bit_generator.state = sidecar["rng"]["replay"]
-        torch.set_rng_state(tensors["rng/torch"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise ValueError(f"{out}/last: its random generator states are not ones this run "
-                         f"can restore ({type(err).__name__}: {' '.join(str(err).split())})"
-                         ) from None
-    return sidecar
-
-
 # --- command line -----------------------------------------------------------------------
-
-
-def _check_same_run(saved: DQNConfig, config: DQNConfig, out: Path) -> None:
-    """Resuming must not change the algorithm: only RESUMABLE_OVERRIDES may differ."""
-    for f in dataclasses.fields(DQNConfig):
-        if f.name in RESUMABLE_OVERRIDES:
-            continue
-        old, new = getattr(saved, f.name), getattr(config, f.name)
-        if old != new:
-            raise ValueError(
-                f"resuming {out} must keep its saved config, where {f.name} is {old!r}, not "
-                f"{new!r}; only {', '.join(RESUMABLE_OVERRIDES)} may change (start a new run "
-                "for a different config)"
-            )
-
-
-def _resume_config(out: Path, overrides: dict[str, Any]) -> DQNConfig:
-    """The saved config of the run in ``out``, with the overrides given on the command line."""
-    if not holds_run(out):
-        raise ValueError(f"{out} holds no checkpoint to resume (the run stopped before its "
-                         "first one); start it again without --resume")
-    _, sidecar = load_checkpoint(out, "last")
-    saved = DQNConfig.from_dict(sidecar["config"])
-    config = dataclasses.replace(saved, **overrides)
-    _check_same_run(saved, config, out)
-    return config
 
 
 def chosen_preset(argv: Sequence[str]) -> str:
@@ -710,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.resume:
             if args.out is None:
                 raise ValueError("--resume needs --out, the run directory to continue")
-            config = _resume_config(args.out, overrides)
+            config = resume_config(args.out, overrides)
         else:
             config = dataclasses.replace(PRESETS[chosen_preset(argv)], **overrides)
         out = args.out or Path("runs") / f"{config.env_id.replace('/', '-')}-s{config.seed}"

@@ -44,9 +44,10 @@ from typing import Any
 import torch
 
 from duel_tutorial.config import DQNConfig, add_config_arguments, config_overrides, preset
+from duel_tutorial.device import resolve_device
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.provenance import provenance, write_provenance
-from duel_tutorial.train import resolve_device, train
+from duel_tutorial.train import train
 
 OUT = Path(__file__).resolve().parent / "cartpole"
 NETWORKS = ("dueling", "single")

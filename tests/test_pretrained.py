@@ -10,7 +10,7 @@ from duel_tutorial import DuelingQNetwork
 from duel_tutorial.checkpoint import PRETRAINED_DIR, load_pretrained, pretrained_card
 from duel_tutorial.envs import FRAME_SKIP
 from duel_tutorial.evaluate import evaluate
-from duel_tutorial.train import load_metrics
+from duel_tutorial.run import load_metrics
 
 
 def test_the_shipped_pong_agent_maps_frames_to_six_q_values():

@@ -31,12 +31,12 @@ from duel_tutorial.model import (
     scale_combined_gradient,
 )
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
+from duel_tutorial.run import load_metrics
 from duel_tutorial.targets import dqn_loss
 from duel_tutorial.train import (
     TrainingDiverged,
     build_parser,
     chosen_preset,
-    load_metrics,
     main,
     train,
     train_phase,

@@ -1,0 +1,245 @@
+"""The run directory: everything a training run writes, and the rules that keep it usable.
+
+A run directory holds ``metrics.csv`` (one row per finished episode: step, episode,
+return, length, epsilon, loss, sps; each line written whole and flushed), ``eval.csv``
+(periodic greedy evaluations, if asked), checkpoints ``last`` and ``final`` (see
+:mod:`duel_tutorial.checkpoint` for the format) and ``.lock``. This module alone reads and
+writes them:
+
+- :func:`run_lock`: one process trains in a folder at a time (an exclusive lock);
+- :func:`holds_run`: a folder holds a run once it has a checkpoint; a run killed before
+  its first one can start again;
+- :class:`MetricsLog`, :func:`load_metrics`: logs whose last line, if a crash or a full
+  disk cut it short, is left out and cut on resume;
+- :func:`save_run_checkpoint`, :func:`restore_run_checkpoint`: the training state
+  (networks, optimizer, replay, RNG states, counters) in a checkpoint and back;
+- :func:`check_same_run`, :func:`resume_config`: a resume keeps the run's algorithm;
+  only :data:`RESUMABLE_OVERRIDES` may change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from duel_tutorial.checkpoint import (
+    FORMAT_VERSION,
+    check_compatible,
+    load_checkpoint,
+    load_network_state,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+    strip_prefix,
+    with_prefix,
+)
+from duel_tutorial.config import DQNConfig
+from duel_tutorial.provenance import provenance
+from duel_tutorial.replay import ReplayBuffer
+
+METRICS_FILE = "metrics.csv"
+METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps")
+EVAL_FILE = "eval.csv"
+EVAL_COLUMNS = ("step", "mean", "std", "min", "max")
+# Fields that may differ between a run and its --resume. None changes the algorithm:
+# total_steps moves only where the run stops, since the epsilon and learning-rate
+# schedules keep the horizon of the run's first start (its "schedule_horizon").
+RESUMABLE_OVERRIDES = ("total_steps", "checkpoint_interval", "checkpoint_replay", "device",
+                       "torch_threads")
+LOCK_FILE = ".lock"
+
+
+class MetricsLog:
+    """An append-only CSV log (``metrics.csv``, ``eval.csv``), flushed after every row.
+
+    ``keep_rows`` (on resume) first cuts the file back to its header and that many rows.
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str], keep_rows: int | None = None
+                 ) -> None:
+        self.path, self.columns = path, tuple(columns)
+        if keep_rows is not None and path.exists():
+            lines = _whole_lines(path.read_text())
+            if len(lines) - 1 < keep_rows:
+                raise ValueError(f"{path} has {len(lines) - 1} rows, but the checkpoint "
+                                 f"says {keep_rows} were written")
+            tmp = path.with_suffix(f".csv.{os.getpid()}.tmp")
+            tmp.write_text("".join(lines[: keep_rows + 1]))
+            os.replace(tmp, path)
+        new = not path.exists() or path.stat().st_size == 0
+        self.file = path.open("a", newline="")
+        self.writer = csv.writer(self.file, lineterminator="\n")
+        if new:
+            self.writer.writerow(self.columns)
+            self.file.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.writer.writerow([row[c] for c in self.columns])  # one line, one write
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _whole_lines(text: str) -> list[str]:
+    """The lines of a log, without a last line cut short (a crash or a full disk mid-write
+    can leave one: every line the log writes ends with a newline)."""
+    lines = text.splitlines(keepends=True)
+    return lines if not lines or lines[-1].endswith("\n") else lines[:-1]
+
+
+def load_metrics(run: str | Path, file: str = METRICS_FILE) -> dict[str, np.ndarray]:
+    """A run's ``metrics.csv`` (or ``eval.csv``) as one numpy array per column.
+
+    ``loss`` is NaN in rows logged before learning started. A last line cut short (the
+    writer was killed or the disk filled up mid-line) is left out.
+    """
+    path = Path(run)
+    path = path / file if path.is_dir() else path
+    reader = csv.DictReader(_whole_lines(path.read_text()))
+    rows = list(reader)
+    columns = reader.fieldnames or []
+    if any(None in row or None in row.values() for row in rows):
+        raise ValueError(f"{path} has a row whose number of fields is not {len(columns)}")
+    out = {}
+    for column in columns:
+        kind = int if column in ("step", "episode", "length") else float
+        out[column] = np.array([kind(r[column]) for r in rows], dtype=kind)
+    return out
+
+
+def holds_run(out: Path) -> bool:
+    """Whether ``out`` holds a run that can be resumed or evaluated (a checkpoint).
+
+    A folder with only a log (a run killed before its first checkpoint, or one that
+    failed to start) holds nothing to resume: a new run may start there.
+    """
+    return any((out / f"{name}.safetensors").exists() for name in ("last", "final"))
+
+
+@contextlib.contextmanager
+def run_lock(out: Path | None):
+    """An exclusive lock on the run directory for as long as one process trains in it."""
+    if out is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no lock
+        yield
+        return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; expected a run directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise ValueError(f"another process (pid {holder}) is training in {out}; wait for "
+                             "it to finish, or choose another output directory") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def json_step(path: Path) -> int | None:
+    """The ``step`` recorded in a checkpoint's sidecar, or ``None`` if there is none."""
+    try:
+        return int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_run_checkpoint(
+    path: Path, config: DQNConfig, network_info: dict[str, Any], online: nn.Module,
+    target_net: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
+    act_rng: np.random.Generator, *, counters: dict[str, Any], wall: float, with_replay: bool,
+    device: torch.device, command: str | None,
+) -> None:
+    """Write a checkpoint: tensors to safetensors, the rest to the sidecar."""
+    tensors = {**with_prefix("online", online.state_dict()),
+               **with_prefix("target", target_net.state_dict()),
+               "rng/torch": torch.get_rng_state()}
+    opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
+    tensors.update(opt_tensors)
+    if with_replay:
+        replay = {k: torch.from_numpy(v) for k, v in buffer.state_dict().items()}
+        tensors.update(with_prefix("replay", replay))
+    sidecar = provenance(
+        command=command, device=device, wall_time_s=wall, format=FORMAT_VERSION,
+        name=path.name, config=config.to_dict(), **counters, network=network_info,
+        optimizer=opt_meta, replay_size=len(buffer) if with_replay else 0,
+        rng={"act": act_rng.bit_generator.state, "replay": buffer.rng.bit_generator.state},
+    )
+    save_checkpoint(path, tensors, sidecar)
+
+
+def restore_run_checkpoint(
+    out: Path, config: DQNConfig, network_info: dict[str, Any], online: nn.Module,
+    target_net: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
+    act_rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Load ``out/last`` into the given objects; return its sidecar (counters and all)."""
+    tensors, sidecar = load_checkpoint(out, "last")
+    check_same_run(DQNConfig.from_dict(sidecar["config"]), config, out)
+    check_compatible(sidecar, network=config.network, hidden=config.hidden,
+                     obs_shape=tuple(network_info["obs_shape"]),
+                     n_actions=network_info["n_actions"])
+    load_network_state(online, strip_prefix("online", tensors), f"{out}/last")
+    load_network_state(target_net, strip_prefix("target", tensors), f"{out}/last")
+    optimizer_from_tensors(optimizer, tensors, sidecar["optimizer"])
+    replay = strip_prefix("replay", tensors)
+    if replay:
+        buffer.load_state_dict({k: v.numpy() for k, v in replay.items()})
+    try:
+        act_rng.bit_generator.state = sidecar["rng"]["act"]
+        buffer.rng.bit_generator.state = sidecar["rng"]["replay"]
+        torch.set_rng_state(tensors["rng/torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{out}/last: its random generator states are not ones this run "
+                         f"can restore ({type(err).__name__}: {' '.join(str(err).split())})"
+                         ) from None
+    return sidecar
+
+
+def check_same_run(saved: DQNConfig, config: DQNConfig, out: Path) -> None:
+    """Resuming must not change the algorithm: only RESUMABLE_OVERRIDES may differ."""
+    for f in dataclasses.fields(DQNConfig):
+        if f.name in RESUMABLE_OVERRIDES:
+            continue
+        old, new = getattr(saved, f.name), getattr(config, f.name)
+        if old != new:
+            raise ValueError(
+                f"resuming {out} must keep its saved config, where {f.name} is {old!r}, not "
+                f"{new!r}; only {', '.join(RESUMABLE_OVERRIDES)} may change (start a new run "
+                "for a different config)"
+            )
+
+
+def resume_config(out: Path, overrides: dict[str, Any]) -> DQNConfig:
+    """The saved config of the run in ``out``, with the overrides given on the command line."""
+    if not holds_run(out):
+        raise ValueError(f"{out} holds no checkpoint to resume (the run stopped before its "
+                         "first one); start it again without --resume")
+    _, sidecar = load_checkpoint(out, "last")
+    saved = DQNConfig.from_dict(sidecar["config"])
+    config = dataclasses.replace(saved, **overrides)
+    check_same_run(saved, config, out)
+    return config

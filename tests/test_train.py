@@ -483,7 +483,7 @@ def test_gyms_old_atari_ids_name_the_ale_id(old, new):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("env_id", "reason"), [("Taxi-v3", "deprecated"),
+@pytest.mark.parametrize(("env_id", "reason"), [("LunarLander-v2", "deprecated"),
                                                 ("CarRacing-v3", "Box2D is not installed")])
 def test_an_env_that_cannot_be_made_is_a_one_line_error(env_id, reason, capsys, tmp_path):
     with pytest.raises(SystemExit) as info:

@@ -127,6 +127,17 @@ def holds_run(out: Path) -> bool:
     return any((out / f"{name}.safetensors").exists() for name in ("last", "final"))
 
 
+def check_run_state(out: Path, resume: bool) -> None:
+    """A one-line error unless ``out`` suits the request: a resume needs a checkpoint in
+    it; a new run needs none (a log without one is a run that died early: it starts over)."""
+    if resume and not holds_run(out):
+        raise ValueError(f"{out} holds no checkpoint to resume (the run stopped before its "
+                         "first one); start it again without --resume")
+    if not resume and holds_run(out):
+        raise ValueError(f"{out} already holds a run (a checkpoint); resume it with --resume, "
+                         "or choose another output directory")
+
+
 @contextlib.contextmanager
 def run_lock(out: Path | None):
     """An exclusive lock on the run directory for as long as one process trains in it."""
@@ -235,9 +246,7 @@ def check_same_run(saved: DQNConfig, config: DQNConfig, out: Path) -> None:
 
 def resume_config(out: Path, overrides: dict[str, Any]) -> DQNConfig:
     """The saved config of the run in ``out``, with the overrides given on the command line."""
-    if not holds_run(out):
-        raise ValueError(f"{out} holds no checkpoint to resume (the run stopped before its "
-                         "first one); start it again without --resume")
+    check_run_state(out, resume=True)
     _, sidecar = load_checkpoint(out, "last")
     saved = DQNConfig.from_dict(sidecar["config"])
     config = dataclasses.replace(saved, **overrides)

@@ -67,7 +67,7 @@ from duel_tutorial.run import (
     METRICS_COLUMNS,
     METRICS_FILE,
     MetricsLog,
-    holds_run,
+    check_run_state,
     json_step,
     restore_run_checkpoint,
     resume_config,
@@ -235,12 +235,10 @@ def _stop_on_signals():
 
 def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | str,
            command: str | None, stop: threading.Event) -> TrainResult:
-    if out is not None and not resume and holds_run(out):
-        raise ValueError(f"{out} already holds a run (a checkpoint); resume it with --resume, "
-                         "or choose another output directory")
-    if resume and not holds_run(out):
-        raise ValueError(f"{out} holds no checkpoint to resume (the run stopped before its "
-                         "first one); start it again without --resume")
+    if progress not in (True, False, "bar", "lines", "off"):
+        raise ValueError(f"progress must be True, False, 'bar', 'lines' or 'off'; got {progress!r}")
+    if out is not None:
+        check_run_state(out, resume)
     device = resolve_device(config.device)
     # Atari: ale-py's C++ vector env with the training preprocessing (envs.py), NEXT_STEP
     # autoreset, frames stored once. Anything else: a gymnasium vector env, SAME_STEP.
@@ -287,15 +285,13 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
         learning_resumes = config.learning_starts
     last_finite_loss = True
 
-    def save(name: str, with_replay: bool) -> None:
-        if not last_finite_loss:
-            return  # never overwrite a good checkpoint with diverged weights
+    def save(name: str, with_replay: bool) -> None:  # called only with finite weights
         counters = {"step": step, "episode": episode, "metrics_rows": metrics_rows,
                     "eval_rows": eval_rows, "schedule_horizon": horizon,
                     "epsilon": current_epsilon(config, step, episode, horizon)}
         wall = past_wall + time.perf_counter() - start
-        save_run_checkpoint(out / name, config, network_info, *parts, counters=counters, wall=wall,
-              with_replay=with_replay, device=device, command=command)
+        save_run_checkpoint(out / name, config, network_info, *parts, counters=counters,
+                            wall=wall, with_replay=with_replay, device=device, command=command)
 
     log = eval_log = None
     if out is not None:
@@ -308,12 +304,9 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
             eval_log = MetricsLog(out / EVAL_FILE, EVAL_COLUMNS, eval_rows if resume else None)
     rows: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
-    if progress not in (True, False, "bar", "lines", "off"):
-        raise ValueError(f"progress must be True, False, 'bar', 'lines' or 'off'; got {progress!r}")
     report = _ProgressLines(config.total_steps) if progress == "lines" else None
     bar = tqdm(total=config.total_steps, initial=step, disable=progress not in (True, "bar"),
-               file=sys.stderr,
-               unit="step", dynamic_ncols=True)
+               file=sys.stderr, unit="step", dynamic_ncols=True)
 
     # A fresh episode in every environment (on resume too: environment state is not saved).
     obs, _ = envs.reset(seed=config.seed + step)

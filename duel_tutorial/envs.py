@@ -99,10 +99,11 @@ import dataclasses
 import difflib
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, NamedTuple, SupportsFloat
 
 import ale_py
 import gymnasium as gym
+import numpy as np
 from ale_py import roms
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.vector import AutoresetMode
@@ -535,3 +536,98 @@ def check_not_legacy_atari(env_id: str) -> None:
             f"{env_id!r} is gym's old Atari id; use --env {new} (it picks the atari preset: "
             "the DQN preprocessing with frame skip 4 and, as in NoFrameskip-v4, no sticky "
             "actions)")
+
+
+# --- one step of a vector env, whatever its autoreset mode ----------------------------
+
+
+def make_training_envs(env_id: str, num_envs: int,
+                       seed: int) -> gym.vector.VectorEnv | AtariVectorEnv:
+    """The vector env the training loop steps: for an ALE id ale-py's C++ vector env with
+    the training preprocessing (:func:`make_atari_vector_env`, NEXT_STEP autoreset),
+    for any other id a gymnasium vector env (:func:`make_env`, SAME_STEP autoreset)."""
+    if is_atari(env_id):
+        return make_atari_vector_env(env_id, num_envs, seed=seed)
+    return make_env(env_id, num_envs)
+
+
+class Transition(NamedTuple):
+    """One vector step as replay stores it: ``n`` rows, one per sub-environment.
+
+    ``next_obs[i]`` is the real observation that followed ``obs[i]`` (the last one of an
+    episode, not the first of the next). ``terminated[i]``: no bootstrapping from
+    ``next_obs[i]`` (in training Atari, a lost life counts). ``valid[i]`` is false where
+    row ``i`` is no transition at all: the step into a new game of a NEXT_STEP vector env,
+    which ignored its action.
+    """
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+
+
+class EnvStepper:
+    """Steps a vector env and hands back transitions in one form, whatever its autoreset.
+
+    - **SAME_STEP** (gymnasium's vector envs from :func:`make_env`): the step that ends an
+      episode returns the next episode's first observation; the true last one is in
+      ``info["final_obs"]``, and goes into the transition.
+    - **NEXT_STEP** (ale-py's vector env): the step *after* the end returns the new game's
+      first observation and ignores its action; that row is marked not ``valid``.
+    - **Lost lives** (training Atari): ``terminated`` on a lost life, so the target does not
+      bootstrap across a death, but the game goes on; an episode, for logging and for the
+      reset, ends only at game over (no lives left) or at the frame cap (``truncated``).
+
+    ``step`` returns ``(transition, obs, ended)``: the transition to store, the observations
+    to act on next, and which sub-environments finished an episode with this step.
+    """
+
+    def __init__(self, envs: gym.vector.VectorEnv | AtariVectorEnv) -> None:
+        mode = envs.metadata.get("autoreset_mode")
+        if mode not in (AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP):
+            raise ValueError(f"the training loop needs a vector env with SAME_STEP or NEXT_STEP "
+                             f"autoreset; got {mode!r}")
+        self.envs, self.next_step_reset = envs, mode == AutoresetMode.NEXT_STEP
+        self.num_envs = int(envs.num_envs)
+        self.obs_shape = tuple(envs.single_observation_space.shape)
+        self.obs_dtype = envs.single_observation_space.dtype
+        self.n_actions = int(envs.single_action_space.n)
+        self.obs: np.ndarray | None = None
+        self.resetting = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: resets on this step
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """A fresh episode in every sub-environment; returns the observations."""
+        self.obs, _ = self.envs.reset(seed=seed)
+        self.resetting[:] = False
+        return self.obs
+
+    def step(self, actions: np.ndarray) -> tuple[Transition, np.ndarray, np.ndarray]:
+        if self.obs is None:
+            raise ValueError("call reset() before step()")
+        obs = self.obs
+        next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+        if self.next_step_reset:
+            valid = ~self.resetting  # the step into a new game is not a transition
+            lives = info.get("lives")  # a lost life terminates; only a game over resets
+            ended = truncated | (terminated & (lives == 0) if lives is not None else terminated)
+            ended &= valid
+            self.resetting = ended
+            real_next_obs = next_obs
+        else:
+            valid = np.ones(self.num_envs, dtype=bool)
+            ended = terminated | truncated
+            real_next_obs = next_obs
+            if ended.any():  # the true last observations, not the next episodes' first
+                real_next_obs = next_obs.copy()
+                for i in np.flatnonzero(ended):
+                    real_next_obs[i] = info["final_obs"][i]
+        self.obs = next_obs
+        return (Transition(obs, actions, reward, real_next_obs, terminated, truncated, valid),
+                next_obs, ended)
+
+    def close(self) -> None:
+        self.envs.close()

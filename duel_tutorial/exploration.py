@@ -8,15 +8,21 @@ Two schedules, both pure functions of a counter (so a checkpoint only needs the 
 - :func:`exponential_epsilon`: multiply by ``decay`` after every episode, floored at
   ``end`` (seed 002: 1.0, x0.995 per episode).
 
+:func:`current_epsilon` picks the schedule a :class:`~duel_tutorial.config.DQNConfig` names.
 :func:`epsilon_greedy` picks actions for a batch of observations: with probability
 epsilon a uniformly random action, otherwise ``argmax_a Q(s, a)``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from duel_tutorial.config import DQNConfig
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -41,6 +47,21 @@ def exponential_epsilon(episode: int, start: float, end: float, decay: float) ->
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"decay must be in (0, 1]; got {decay!r}")
     return max(end, start * decay**episode)
+
+
+def current_epsilon(config: DQNConfig, step: int, episode: int,
+                    horizon: int | None = None) -> float:
+    """Epsilon after ``step`` environment steps and ``episode`` finished episodes.
+
+    ``horizon``: the steps the linear schedule is laid over (default ``total_steps``; a
+    resumed run passes the horizon of its first start, so extending it changes nothing).
+    """
+    if config.epsilon_schedule == "linear":
+        horizon = config.total_steps if horizon is None else horizon
+        duration = max(1, round(config.exploration_fraction * horizon))
+        return linear_epsilon(step, config.epsilon_start, config.epsilon_end, duration)
+    return exponential_epsilon(episode, config.epsilon_start, config.epsilon_end,
+                               config.epsilon_decay)
 
 
 def epsilon_greedy(

@@ -86,6 +86,11 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
+    def start(self, obs: np.ndarray) -> None:
+        """Episodes begin with ``obs`` (after a reset of the environments). Nothing to do
+        here, since every transition stores its own ``obs``; :class:`FrameReplayBuffer`
+        needs it, and the two buffers share one interface."""
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the preallocated arrays (independent of how full the buffer is)."""
@@ -99,12 +104,16 @@ class ReplayBuffer:
         next_obs: np.ndarray,
         terminated: np.ndarray | bool,
         truncated: np.ndarray | bool,
+        valid: np.ndarray | None = None,
     ) -> None:
         """Store one transition, or ``n`` at once (one per vector env).
 
         Shapes: ``obs, next_obs: obs_shape`` or ``(n, *obs_shape)``; ``action, reward,
         terminated, truncated``: scalars or ``(n,)``. ``next_obs`` must be the real next
         observation (a vector env's ``final_obs`` after an episode ends, not the reset one).
+        ``valid`` (``(n,)`` bool, default all): the rows that are transitions; the others
+        are skipped (the same signature as :meth:`FrameReplayBuffer.add`, so that
+        ``buffer.add(*transition)`` stores an :class:`~duel_tutorial.envs.Transition`).
         """
         obs, next_obs = np.asarray(obs), np.asarray(next_obs)
         if obs.shape == self.obs_shape:  # a single transition: add a leading axis of 1
@@ -115,6 +124,12 @@ class ReplayBuffer:
                 f"obs and next_obs must have shape {self.obs_shape} or (n, *{self.obs_shape}); "
                 f"got obs {obs.shape} and next_obs {next_obs.shape}"
             )
+        if valid is not None and not np.all(valid):
+            keep = np.flatnonzero(np.broadcast_to(np.asarray(valid, dtype=bool), (n,)))
+            if keep.size:
+                self.add(*(np.broadcast_to(np.asarray(x), (n, *np.shape(x)[1:]))[keep]
+                           for x in (obs, action, reward, next_obs, terminated, truncated)))
+            return
         if n > self.capacity:
             raise ValueError(f"cannot add {n} transitions at once to a buffer of capacity "
                              f"{self.capacity}")
@@ -212,13 +227,15 @@ class FrameReplayBuffer:
     stays in GPU memory and sampling is a gather there; only the small ``first`` and
     ``valid`` flags, which choose the indices, also live on the host.
 
-    Usage, with a vector env in ``NEXT_STEP`` autoreset mode (``make_atari_vector_env``)::
+    Usage, with a vector env in ``NEXT_STEP`` autoreset mode (``make_atari_vector_env``)
+    stepped by :class:`~duel_tutorial.envs.EnvStepper`::
 
-        buffer.start(obs)                                  # after env.reset()
-        next_obs, reward, terminated, truncated, info = env.step(actions)
-        buffer.add(actions, reward, terminated, truncated, next_obs, new_game)
+        obs = stepper.reset(seed=0)
+        buffer.start(obs)         # new games begin in every stream
+        transition, obs, ended = stepper.step(actions)
+        buffer.add(*transition)   # obs, action, reward, next_obs, terminated, truncated, valid
 
-    where ``new_game[i]`` says that ``next_obs[i]`` is the first observation of a new
+    where ``valid[i]`` false says that ``next_obs[i]`` is the first observation of a new
     game (sub-environment ``i`` ended its game on the previous step and was reset by this
     one, which ignored its action).
     """
@@ -288,24 +305,34 @@ class FrameReplayBuffer:
         self.written += 1
 
     def start(self, obs: np.ndarray | torch.Tensor) -> None:
-        """Begin new games in every stream with the reset observations ``(N, 4, 84, 84)``."""
+        """Begin new games in every stream with the reset observations ``(N, 4, 84, 84)``:
+        call it after every ``reset`` of the environments (a resumed run resets them too)."""
         self._write_frames(obs, np.ones(self.num_envs, dtype=bool))
 
     def add(
         self,
+        obs: np.ndarray | torch.Tensor,
         action: np.ndarray,
         reward: np.ndarray,
+        next_obs: np.ndarray | torch.Tensor,
         terminated: np.ndarray,
         truncated: np.ndarray,
-        next_obs: np.ndarray | torch.Tensor,
-        new_game: np.ndarray,
+        valid: np.ndarray | None = None,
     ) -> None:
-        """Record one vector step: what was done from the newest observations and what
-        came back. All arguments have a leading axis of ``num_envs``."""
+        """Record one vector step, with the signature of :meth:`ReplayBuffer.add`: what
+        was done from ``obs`` and what came back. All arguments have a leading axis of
+        ``num_envs``. ``valid[i]`` false (default: all true) says that ``next_obs[i]`` is
+        the first observation of a new game and row ``i`` no transition (NEXT_STEP
+        autoreset: the step after a game's end resets it and ignores its action).
+
+        ``obs`` is not read: it is the previous ``next_obs`` (or what :meth:`start` was
+        given), whose frames are already stored.
+        """
         if self.written == 0:
             raise ValueError("call start(obs) with the reset observations before add()")
         slot = (self.written - 1) % self.slots  # the observations the actions were taken in
-        new_game = np.asarray(new_game, dtype=bool)
+        new_game = (np.zeros(self.num_envs, dtype=bool) if valid is None
+                    else ~np.asarray(valid, dtype=bool))
         self.action[:, slot] = torch.as_tensor(np.asarray(action, dtype=np.int64)).to(self.device)
         self.reward[:, slot] = torch.as_tensor(np.asarray(reward, dtype=np.float32)).to(
             self.device)

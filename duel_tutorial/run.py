@@ -14,7 +14,11 @@ writes them:
 - :func:`save_run_checkpoint`, :func:`restore_run_checkpoint`: the training state
   (networks, optimizer, replay, RNG states, counters) in a checkpoint and back;
 - :func:`check_same_run`, :func:`resume_config`: a resume keeps the run's algorithm;
-  only :data:`RESUMABLE_OVERRIDES` may change.
+  only :data:`RESUMABLE_OVERRIDES` may change;
+- :class:`RunCounters`, :class:`RunLog`: where a run stands, and what it reports as it
+  goes (the metrics rows, the evaluations, progress on stderr);
+- :func:`stop_on_signals`: Ctrl-C and SIGTERM stop the run between two steps, so that it
+  can save a checkpoint.
 """
 
 from __future__ import annotations
@@ -23,14 +27,21 @@ import contextlib
 import csv
 import dataclasses
 import json
+import math
 import os
-from collections.abc import Sequence
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from duel_tutorial.checkpoint import (
     FORMAT_VERSION,
@@ -45,7 +56,7 @@ from duel_tutorial.checkpoint import (
 )
 from duel_tutorial.config import DQNConfig
 from duel_tutorial.provenance import provenance
-from duel_tutorial.replay import ReplayBuffer
+from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps")
@@ -118,6 +129,15 @@ def load_metrics(run: str | Path, file: str = METRICS_FILE) -> dict[str, np.ndar
     return out
 
 
+def copy_log(source: Path, dest: Path, last_step: int) -> None:
+    """Copy a run's log (``metrics.csv``, ``eval.csv``): the header and the whole rows up
+    to ``last_step`` (what a checkpoint at that step had seen)."""
+    lines = _whole_lines(source.read_text())
+    rows = csv.reader(lines[1:])
+    keep = [line for line, row in zip(lines[1:], rows, strict=True) if int(row[0]) <= last_step]
+    dest.write_text("".join(lines[:1] + keep))
+
+
 def holds_run(out: Path) -> bool:
     """Whether ``out`` holds a run that can be resumed or evaluated (a checkpoint).
 
@@ -180,8 +200,9 @@ def json_step(path: Path) -> int | None:
 
 def save_run_checkpoint(
     path: Path, config: DQNConfig, network_info: dict[str, Any], online: nn.Module,
-    target_net: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
-    act_rng: np.random.Generator, *, counters: dict[str, Any], wall: float, with_replay: bool,
+    target_net: nn.Module, optimizer: torch.optim.Optimizer,
+    buffer: ReplayBuffer | FrameReplayBuffer, act_rng: np.random.Generator, *,
+    counters: dict[str, Any], wall: float, with_replay: bool,
     device: torch.device, command: str | None,
 ) -> None:
     """Write a checkpoint: tensors to safetensors, the rest to the sidecar."""
@@ -204,8 +225,8 @@ def save_run_checkpoint(
 
 def restore_run_checkpoint(
     out: Path, config: DQNConfig, network_info: dict[str, Any], online: nn.Module,
-    target_net: nn.Module, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer,
-    act_rng: np.random.Generator,
+    target_net: nn.Module, optimizer: torch.optim.Optimizer,
+    buffer: ReplayBuffer | FrameReplayBuffer, act_rng: np.random.Generator,
 ) -> dict[str, Any]:
     """Load ``out/last`` into the given objects; return its sidecar (counters and all)."""
     tensors, sidecar = load_checkpoint(out, "last")
@@ -252,3 +273,164 @@ def resume_config(out: Path, overrides: dict[str, Any]) -> DQNConfig:
     config = dataclasses.replace(saved, **overrides)
     check_same_run(saved, config, out)
     return config
+
+
+# --- where a run stands, and what it reports ------------------------------------------
+
+
+@dataclass
+class RunCounters:
+    """Where a run stands: saved in every checkpoint's sidecar, restored on resume."""
+
+    step: int = 0  # environment steps (all vector envs together)
+    episode: int = 0  # finished episodes
+    metrics_rows: int = 0  # rows in metrics.csv
+    eval_rows: int = 0  # rows in eval.csv
+    schedule_horizon: int = 0  # the steps the epsilon and learning-rate schedules span
+    wall_time_s: float = 0.0  # training time of the sessions before this one
+
+    @classmethod
+    def start(cls, config: DQNConfig) -> RunCounters:
+        return cls(schedule_horizon=config.total_steps)
+
+    @classmethod
+    def from_sidecar(cls, sidecar: dict[str, Any]) -> RunCounters:
+        return cls(step=sidecar["step"], episode=sidecar["episode"],
+                   metrics_rows=sidecar["metrics_rows"], eval_rows=sidecar.get("eval_rows", 0),
+                   schedule_horizon=sidecar.get("schedule_horizon",
+                                                sidecar["config"]["total_steps"]),
+                   wall_time_s=sidecar["wall_time_s"])
+
+
+PROGRESS = (True, False, "bar", "lines", "off")
+
+
+def check_progress(progress: bool | str) -> None:
+    if progress not in PROGRESS:
+        raise ValueError(f"progress must be True, False, 'bar', 'lines' or 'off'; got "
+                         f"{progress!r}")
+
+
+class RunLog:
+    """What a run reports as it goes: the returns and lengths of the running episodes, a
+    row for each one that ends (``metrics.csv``), the greedy evaluations (``eval.csv``)
+    and progress on stderr. Keeps ``counters.episode``, ``metrics_rows`` and
+    ``eval_rows`` up to date.
+
+    ``out=None``: rows only in memory (:attr:`rows`, :attr:`evals`). On resume the logs are
+    cut back to the rows the checkpoint counted; on a fresh start, logs left by a run that
+    never reached a checkpoint are removed.
+    """
+
+    def __init__(self, out: Path | None, counters: RunCounters, num_envs: int, total_steps: int,
+                 *, resume: bool, evaluations: bool, progress: bool | str = False) -> None:
+        check_progress(progress)
+        self.counters = counters
+        self.rows: list[dict[str, Any]] = []  # this session's metrics rows
+        self.evals: list[dict[str, Any]] = []  # this session's evaluations
+        self.ep_return = np.zeros(num_envs)
+        self.ep_length = np.zeros(num_envs, dtype=np.int64)
+        self.metrics = self.eval_log = None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                for stale in (METRICS_FILE, EVAL_FILE):
+                    (out / stale).unlink(missing_ok=True)
+            self.metrics = MetricsLog(out / METRICS_FILE, METRICS_COLUMNS,
+                                      counters.metrics_rows if resume else None)
+            if evaluations:
+                self.eval_log = MetricsLog(out / EVAL_FILE, EVAL_COLUMNS,
+                                           counters.eval_rows if resume else None)
+        self.lines = _ProgressLines(total_steps) if progress == "lines" else None
+        self.bar = tqdm(total=total_steps, initial=counters.step, file=sys.stderr, unit="step",
+                        disable=progress not in (True, "bar"), dynamic_ncols=True)
+        self.start_time, self.start_step = time.perf_counter(), counters.step
+
+    def elapsed(self) -> float:
+        """Seconds since this session started training."""
+        return time.perf_counter() - self.start_time
+
+    def add(self, reward: np.ndarray, valid: np.ndarray) -> None:
+        """Count one vector step into the running episodes."""
+        self.ep_return += reward
+        self.ep_length += valid
+
+    def end_episodes(self, ended: np.ndarray, step: int, epsilon: float, loss: float) -> None:
+        """A metrics row for each sub-environment in ``ended``; ``loss`` (the mean since the
+        last row) goes on the first of them."""
+        sps = (step - self.start_step) / max(self.elapsed(), 1e-9)
+        for i in np.flatnonzero(ended):
+            self.counters.episode += 1
+            row = {"step": step, "episode": self.counters.episode,
+                   "return": round(float(self.ep_return[i]), 4),
+                   "length": int(self.ep_length[i]), "epsilon": round(epsilon, 4),
+                   "loss": round(loss, 6), "sps": round(sps)}
+            loss = math.nan  # the loss belongs to the first row of this step
+            self.rows.append(row)
+            self.counters.metrics_rows += 1
+            if self.metrics is not None:
+                self.metrics.write(row)
+            self.ep_return[i], self.ep_length[i] = 0.0, 0
+        self.bar.update(step - self.bar.n)
+        self.bar.set_postfix({"return": self.rows[-1]["return"], "sps": self.rows[-1]["sps"]},
+                             refresh=False)
+        if self.lines is not None:
+            self.lines.maybe_print(step, self.counters.episode, self.rows)
+
+    def add_evaluation(self, step: int, returns: np.ndarray) -> float:
+        """Log a greedy evaluation's episode returns; returns their mean."""
+        self.evals.append({"step": step, "mean": round(float(returns.mean()), 4),
+                           "std": round(float(returns.std()), 4),
+                           "min": float(returns.min()), "max": float(returns.max())})
+        self.counters.eval_rows += 1
+        if self.eval_log is not None:
+            self.eval_log.write(self.evals[-1])
+        return self.evals[-1]["mean"]
+
+    def close(self, step: int) -> None:
+        self.bar.update(step - self.bar.n)
+        self.bar.close()
+        for log in (self.metrics, self.eval_log):
+            if log is not None:
+                log.close()
+
+
+class _ProgressLines:
+    """Plain progress lines on stderr, at every 10% of the run or every minute."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.next_step, self.next_time = total, 0, time.monotonic() + 60
+
+    def maybe_print(self, step: int, episode: int, rows: list[dict[str, Any]]) -> None:
+        if step < self.next_step and time.monotonic() < self.next_time:
+            return
+        recent = [row["return"] for row in rows[-10:]]
+        print(f"step {step:,}/{self.total:,} ({step / self.total:.0%}), episode {episode:,}, "
+              f"mean return of the last {len(recent)} {np.mean(recent):.1f}, "
+              f"{rows[-1]['sps']:,} steps/s", file=sys.stderr, flush=True)
+        self.next_step = step + max(1, self.total // 10)
+        self.next_time = time.monotonic() + 60
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C (SIGINT) and SIGTERM set a flag that the loop checks once per step, so the
+    run stops between two steps and saves a checkpoint, instead of dying mid-update.
+    A second Ctrl-C interrupts at once. Only in the main thread (where Python delivers
+    signals); elsewhere the flag is never set."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

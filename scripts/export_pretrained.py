@@ -31,7 +31,6 @@ status 2, an agent below the bar exit status 1; nothing is written in either cas
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from duel_tutorial.checkpoint import (
 from duel_tutorial.envs import EVAL_EPSILON, FRAME_SKIP, atari_game, check_env_id
 from duel_tutorial.evaluate import evaluate
 from duel_tutorial.provenance import provenance
+from duel_tutorial.run import EVAL_FILE, METRICS_FILE, copy_log
 
 MIN_RETURN = {
     "ALE/Pong-v5": 19.0,  # a game's return runs from -21 to 21: wins by 19+ points on average
@@ -94,14 +94,6 @@ def out_dir(out: Path | None, into_package: bool) -> Path:
         raise ValueError(f"--out {out} is inside the package ({package}); pass "
                          f"--into-package instead to ship to {PRETRAINED_DIR}")
     return out
-
-
-def copy_log(source: Path, dest: Path, last_step: int) -> None:
-    """Copy a run's CSV log, keeping the header and the rows up to ``last_step``."""
-    with source.open(newline="") as f_in, dest.open("w", newline="") as f_out:
-        reader, writer = csv.reader(f_in), csv.writer(f_out, lineterminator="\n")
-        writer.writerow(next(reader))
-        writer.writerows(row for row in reader if int(row[0]) <= last_step)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,10 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     path = save_checkpoint(out / args.name, online, card)
-    for log in ("metrics", "eval"):
-        if (args.run / f"{log}.csv").exists():
-            copy_log(args.run / f"{log}.csv", out / f"{args.name}_{log}.csv",
-                     last_step=sidecar["step"])
+    for log in (METRICS_FILE, EVAL_FILE):
+        if (args.run / log).exists():
+            copy_log(args.run / log, out / f"{args.name}_{log}", last_step=sidecar["step"])
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {args.name}.json")
     return 0
 

@@ -16,6 +16,7 @@ import torch
 from duel_tutorial.envs import (
     EVAL_EPSILON,
     MAX_EPISODE_FRAMES,
+    EnvStepper,
     EpisodicLife,
     FireReset,
     action_meanings,
@@ -24,6 +25,7 @@ from duel_tutorial.envs import (
     check_env_id,
     make_atari_env,
     make_atari_vector_env,
+    make_env,
 )
 from duel_tutorial.model import DuelingQNetwork
 
@@ -329,3 +331,50 @@ def test_bad_settings_are_clear_errors(kwargs, message):
 def test_bad_num_envs_is_a_clear_error():
     with pytest.raises(ValueError, match="num_envs must be an int >= 1; got 0"):
         make_atari_vector_env("ALE/Pong-v5", 0)
+
+
+# --- EnvStepper: one form of transition whatever the autoreset mode ---------------------
+
+
+def test_stepper_same_step_stores_the_true_last_observation():
+    """gymnasium's SAME_STEP vector env: the transition at an episode's end holds the true
+    last observation (info["final_obs"]), and the loop acts next on the new episode's first."""
+    envs = EnvStepper(make_env("CartPole-v1", 2))
+    single = [gym.make("CartPole-v1") for _ in range(2)]
+    obs = envs.reset(seed=3)
+    starts = [env.reset(seed=3 + i)[0] for i, env in enumerate(single)]
+    assert np.array_equal(obs, np.stack(starts))
+    ended_any = False
+    for _ in range(60):
+        actions = np.zeros(2, dtype=np.int64)  # always push left: the pole falls quickly
+        transition, obs, ended = envs.step(actions)
+        assert transition.valid.all()
+        for i, env in enumerate(single):
+            next_obs, _, terminated, truncated, _ = env.step(0)
+            assert np.array_equal(transition.next_obs[i], next_obs)  # the real s'
+            assert (transition.terminated[i], transition.truncated[i]) == (terminated, truncated)
+            assert ended[i] == (terminated or truncated)
+            if ended[i]:
+                ended_any = True
+                assert not np.array_equal(obs[i], next_obs)  # acting from a new episode
+                env.reset()
+    envs.close()
+    assert ended_any
+
+
+def test_stepper_next_step_marks_the_reset_step_and_ends_episodes_at_game_over():
+    """ale-py's NEXT_STEP vector env in training: a lost life is terminated but not the
+    end of an episode; a game over is, and the step after it is not a transition."""
+    envs = EnvStepper(make_atari_vector_env("ALE/Breakout-v5", 2))
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    lives_lost = games = 0
+    previous_ended = np.zeros(2, dtype=bool)
+    for _ in range(600):
+        transition, _, ended = envs.step(rng.integers(0, 4, 2))
+        assert np.array_equal(transition.valid, ~previous_ended)
+        lives_lost += int((transition.terminated & ~ended).sum())
+        games += int(ended.sum())
+        previous_ended = ended
+    envs.close()
+    assert lives_lost >= 4 * games > 0  # Breakout has 5 lives: 4 lost lives per game over

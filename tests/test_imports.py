@@ -30,3 +30,5 @@ def test_the_package_has_no_import_cycles():
         raise AssertionError(f"import cycle: {' -> '.join(err.args[1])}") from None
     assert order.index("model") < order.index("checkpoint") < order.index("train")
     assert order.index("envs") < order.index("evaluate") < order.index("train")
+    assert order.index("targets") < order.index("learn") < order.index("train")
+    assert order.index("checkpoint") < order.index("run") < order.index("train")

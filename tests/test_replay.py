@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from duel_tutorial.envs import make_atari_vector_env
+from duel_tutorial.envs import EnvStepper, make_atari_vector_env
 from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
 
 
@@ -144,21 +144,16 @@ def test_a_phase_of_minibatches_is_sampled_at_once():
 def _breakout_rollout(buffer: FrameReplayBuffer, steps: int, seed: int = 0) -> dict:
     """Random play in a 2-env training Breakout (lost lives and game overs), stored in
     ``buffer`` the way ``train`` stores it; returns the true transitions by (env, slot)."""
-    env = make_atari_vector_env("ALE/Breakout-v5", buffer.num_envs)
+    envs = EnvStepper(make_atari_vector_env("ALE/Breakout-v5", buffer.num_envs))
     rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    buffer.start(obs)
-    truth, new_game = {}, np.zeros(buffer.num_envs, dtype=bool)
+    buffer.start(envs.reset(seed=seed))
+    truth = {}
     for _ in range(steps):
-        action = rng.integers(0, 4, buffer.num_envs)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        for i in np.flatnonzero(~new_game):
-            truth[i, buffer.written - 1] = (obs[i], action[i], reward[i], next_obs[i],
-                                            terminated[i], truncated[i])
-        buffer.add(action, reward, terminated, truncated, next_obs, new_game)
-        new_game = truncated | (terminated & (info["lives"] == 0))  # game over
-        obs = next_obs
-    env.close()
+        transition, _, _ = envs.step(rng.integers(0, 4, buffer.num_envs))
+        for i in np.flatnonzero(transition.valid):  # the step into a new game is no transition
+            truth[i, buffer.written - 1] = tuple(field[i] for field in transition[:6])
+        buffer.add(*transition)
+    envs.close()
     return truth
 
 
@@ -216,8 +211,8 @@ def test_frame_replay_state_dict_round_trip_samples_the_same():
 def test_frame_replay_errors_are_clear():
     buffer = FrameReplayBuffer(100, num_envs=2)
     with pytest.raises(ValueError, match="call start"):
-        buffer.add(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2),
-                   np.zeros((2, 4, 84, 84), np.uint8), np.zeros(2, bool))
+        buffer.add(np.zeros((2, 4, 84, 84), np.uint8), np.zeros(2), np.zeros(2),
+                   np.zeros((2, 4, 84, 84), np.uint8), np.zeros(2), np.zeros(2))
     with pytest.raises(ValueError, match=re.escape(
             "observations must be uint8 of shape (2, 4, 84, 84); got float32 (2, 84, 84, 4)")):
         buffer.start(np.zeros((2, 84, 84, 4), np.float32))
@@ -226,3 +221,29 @@ def test_frame_replay_errors_are_clear():
         buffer.sample(1)
     with pytest.raises(ValueError, match="at least 6 slots per environment"):
         FrameReplayBuffer(10, num_envs=2)
+
+
+def test_both_buffers_take_a_transition_the_same_way():
+    """One interface: ``buffer.start(obs)`` after a reset, ``buffer.add(*transition)``
+    after a step, for either buffer; rows that are not transitions (``valid`` false: the
+    step into a new game) are skipped by both."""
+    envs = EnvStepper(make_atari_vector_env("ALE/Breakout-v5", 2))
+    frames = FrameReplayBuffer(2 * 500, num_envs=2, seed=0)
+    flat = ReplayBuffer(1_000, (4, 84, 84), np.uint8, seed=0)
+    obs = envs.reset(seed=4)
+    rng, skipped = np.random.default_rng(0), 0
+    for buffer in (frames, flat):
+        buffer.start(obs)
+    for _ in range(450):
+        transition, _, _ = envs.step(rng.integers(0, 4, 2))
+        for buffer in (frames, flat):
+            buffer.add(*transition)
+        skipped += int((~transition.valid).sum())
+    envs.close()
+    assert skipped > 0  # random Breakout ends games within 450 steps
+    assert len(flat) == len(frames) == 2 * 450 - skipped
+    stored = {(o.tobytes(), n.tobytes())
+              for o, n in zip(flat.obs[:len(flat)], flat.next_obs[:len(flat)], strict=True)}
+    batch = frames.sample(64)
+    assert all((o.numpy().tobytes(), n.numpy().tobytes()) in stored
+               for o, n in zip(batch.obs, batch.next_obs, strict=True))

@@ -22,6 +22,7 @@ from duel_tutorial.config import DQNConfig, add_config_arguments, preset
 from duel_tutorial.envs import make_env
 from duel_tutorial.evaluate import evaluate
 from duel_tutorial.evaluate import main as evaluate_main
+from duel_tutorial.learn import train_phase
 from duel_tutorial.model import (
     DuelingQNetwork,
     MLPDuelingQNetwork,
@@ -31,7 +32,7 @@ from duel_tutorial.model import (
     scale_combined_gradient,
 )
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
-from duel_tutorial.run import load_metrics
+from duel_tutorial.run import RESUMABLE_OVERRIDES, copy_log, load_metrics
 from duel_tutorial.targets import dqn_loss
 from duel_tutorial.train import (
     TrainingDiverged,
@@ -39,7 +40,6 @@ from duel_tutorial.train import (
     chosen_preset,
     main,
     train,
-    train_phase,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -381,6 +381,25 @@ def test_extending_total_steps_on_resume_keeps_the_schedules(tmp_path):
     assert final["optimizer"]["param_groups"][0]["lr"] == 0.0  # annealed over the 200 steps
 
 
+def test_the_resumable_overrides_leave_the_algorithm_unchanged(tmp_path):
+    """Two runs resumed from the same checkpoint, one of them with every resumable field
+    changed (torch_threads aside: a thread count may change floating-point rounding),
+    log the same episodes."""
+    assert set(RESUMABLE_OVERRIDES) == {"total_steps", "checkpoint_interval",
+                                        "checkpoint_replay", "device", "torch_threads"}
+    runs = {}
+    for name, changes in (("same", {}), ("changed", {"checkpoint_interval": 64,
+                                                     "checkpoint_replay": False,
+                                                     "device": "cpu"})):
+        out = tmp_path / name
+        train(dataclasses.replace(TINY, total_steps=200, device="auto"), out)
+        train(dataclasses.replace(TINY, total_steps=400, **{"device": "auto", **changes}), out,
+              resume=True)
+        runs[name] = {k: v for k, v in load_metrics(out).items() if k != "sps"}
+    assert len(runs["same"]["step"]) > 5 and runs["same"]["step"][-1] > 300
+    np.testing.assert_equal(runs["same"], runs["changed"])
+
+
 def test_learning_that_would_start_after_the_run_is_refused():
     with pytest.raises(ValueError, match=re.escape("learning_starts must be < total_steps (500)")):
         DQNConfig(total_steps=500)  # the preset's learning_starts is 1,000
@@ -445,6 +464,17 @@ def test_a_torn_last_line_is_left_out_and_cut_on_resume(tmp_path):
     train(dataclasses.replace(TINY, total_steps=300), out, resume=True)
     lines = (out / "metrics.csv").read_text().splitlines()
     assert "207,99,1" not in lines and all(line.count(",") == 6 for line in lines)
+
+
+def test_a_copied_log_keeps_whole_rows_up_to_the_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(dataclasses.replace(TINY, total_steps=200), out)
+    whole = load_metrics(out)
+    with open(out / "metrics.csv", "a") as log:
+        log.write("207,99,1")  # torn
+    copy_log(out / "metrics.csv", tmp_path / "copy.csv", last_step=int(whole["step"][-2]))
+    copied = load_metrics(tmp_path / "copy.csv")
+    np.testing.assert_equal(copied, {k: v[:-1] for k, v in whole.items()})
 
 
 def test_a_run_saved_without_its_replay_buffer_resumes(tmp_path):

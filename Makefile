@@ -38,7 +38,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 test: install lint unit nbval
 
 lint: install
-	$(VENV)/bin/ruff check $(wildcard duel_tutorial tests benchmarks experiments scripts)
+	$(VENV)/bin/ruff check $(wildcard duel_tutorial tests benchmarks experiments scripts book)
 
 unit: install
 	$(UNDER_REFERENCE) $(PY) -m pytest $(XDIST) tests -q  # one thread per worker

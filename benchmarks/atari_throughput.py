@@ -28,7 +28,7 @@ run. One "step" is one agent step of one environment (4 emulator frames).
 
 - ``ours``: ``duel_tutorial.train.train(preset("atari", ...))`` in memory (no files):
   ale-py's C++ ``AtariVectorEnv`` (4 envs, NEXT_STEP autoreset), ``FrameReplayBuffer``
-  (each frame stored once), ``DuelingQNetwork`` (seed 000 architecture, mean
+  (each frame stored once), ``DuelingQNetwork`` (the specification's architecture, mean
   aggregation, 1/sqrt(2) on the combined gradient), Double DQN targets, fused Adam.
 - ``ours (Nature CNN, max target)``: the same loop with ``network="single"`` and
   ``double_dqn=False``: the network and target that SB3 computes, to separate the cost

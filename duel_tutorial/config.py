@@ -2,7 +2,8 @@
 
 Each field carries a one-line help text and its source (paper, seed or anchor); the
 training command line (``python -m duel_tutorial.train --help``) is generated from them.
-``DQNConfig()`` is the CartPole preset; :data:`PRESETS` also holds seed 002's sketch.
+``DQNConfig()`` is the CartPole preset; :data:`PRESETS` also holds the training sketch's
+settings (the book's appendix describes that sketch).
 Build variants with :func:`dataclasses.replace` or :func:`preset`::
 
     config = preset("cartpole", network="single", seed=3)
@@ -69,7 +70,7 @@ class DQNConfig:
         "Wang et al. (2016)"))
     hidden: int = field(default=64, metadata=_doc(
         "hidden width of the MLP (the single stream is widened to match parameters)",
-        "seed 002"))
+        "the training sketch"))
     aggregation: Aggregation = field(default="mean", metadata=_doc(
         f"how V and A make Q, one of {AGGREGATIONS}", "Wang et al. (2016), eq. 9"))
     # --- learning ----------------------------------------------------------------------
@@ -80,9 +81,9 @@ class DQNConfig:
     anneal_lr: bool = field(default=True, metadata=_doc(
         "decay the learning rate linearly to 0 over total_steps", "tuned; CleanRL ppo.py"))
     gamma: float = field(default=0.99, metadata=_doc(
-        "discount factor", "seed 002; zoo"))
+        "discount factor", "the training sketch; zoo"))
     batch_size: int = field(default=64, metadata=_doc(
-        "transitions per gradient step", "seed 002; zoo"))
+        "transitions per gradient step", "the training sketch; zoo"))
     buffer_capacity: int = field(default=50_000, metadata=_doc(
         "replay buffer capacity (transitions)", "tuned: holds the whole run (zoo: 1e5)"))
     learning_starts: int = field(default=1_000, metadata=_doc(
@@ -95,7 +96,7 @@ class DQNConfig:
         "Double DQN target (online argmax, target value) instead of max",
         "van Hasselt et al. (2016)"))
     loss: Loss = field(default="mse", metadata=_doc(
-        f"TD loss, one of {LOSSES}", "seed 002; tuned (huber: Mnih et al., 2015)"))
+        f"TD loss, one of {LOSSES}", "the training sketch; tuned (huber: Mnih et al., 2015)"))
     max_grad_norm: float = field(default=10.0, metadata=_doc(
         "clip the global gradient norm to this (inf: no clipping)",
         "SB3 DQN; Wang et al. (2016) clip at 10"))
@@ -110,16 +111,16 @@ class DQNConfig:
     # --- exploration -------------------------------------------------------------------
     epsilon_schedule: EpsilonSchedule = field(default="linear", metadata=_doc(
         "'linear' over exploration_fraction of the run, or 'exponential' per episode",
-        "zoo (linear); seed 002 (exponential)"))
+        "zoo (linear); the training sketch (exponential)"))
     epsilon_start: float = field(default=1.0, metadata=_doc(
-        "initial epsilon", "Mnih et al. (2015); seed 002"))
+        "initial epsilon", "Mnih et al. (2015); the training sketch"))
     epsilon_end: float = field(default=0.04, metadata=_doc(
         "final (floor) epsilon", "zoo"))
     exploration_fraction: float = field(default=0.2, metadata=_doc(
         "linear schedule: fraction of total_steps over which epsilon decays",
         "tuned (zoo: 0.16)"))
     epsilon_decay: float = field(default=0.995, metadata=_doc(
-        "exponential schedule: epsilon factor per finished episode", "seed 002"))
+        "exponential schedule: epsilon factor per finished episode", "the training sketch"))
     replay_device: str = field(default="auto", metadata=_doc(
         "Atari frame replay storage: 'auto' (the training device), 'cpu', 'cuda', ...",
         "-"))
@@ -230,7 +231,7 @@ def _bad(name: str, expected: str, value: Any) -> typing.NoReturn:
 PRESETS: dict[str, DQNConfig] = {
     # Tuned for CartPole-v1; the dataclass defaults.
     "cartpole": DQNConfig(),
-    # Seed 002's sketch as written: learn every step from the first full batch, MSE, max
+    # The training sketch as written: learn every step from the first full batch, MSE, max
     # target, target copy every 1000 steps, epsilon x0.995 per episode (floor 0.01 is ours:
     # the sketch has none).
     "seed002": DQNConfig(

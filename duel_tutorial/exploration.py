@@ -6,7 +6,7 @@ Two schedules, both pure functions of a counter (so a checkpoint only needs the 
   flat (Mnih et al., 2015: 1.0 -> 0.1 over the first million frames; SB3 and CleanRL
   express ``duration`` as a fraction of the run).
 - :func:`exponential_epsilon`: multiply by ``decay`` after every episode, floored at
-  ``end`` (seed 002: 1.0, x0.995 per episode).
+  ``end`` (the training sketch: 1.0, x0.995 per episode).
 
 :func:`current_epsilon` picks the schedule a :class:`~duel_tutorial.config.DQNConfig` names.
 :func:`epsilon_greedy` picks actions for a batch of observations: with probability

@@ -1,13 +1,13 @@
-"""Q-networks: the seed's ``DuelDQN`` and the family the chapters compare it with.
+"""Q-networks: the specified ``DuelDQN`` and the family the chapters compare it with.
 
-- :class:`DuelDQN`: exactly the book's specification (seed 000). No constructor
-  arguments; 4 stacked 84x84 frames in, 4 Q-values out; 1,686,693 parameters.
+- :class:`DuelDQN`: exactly the ``DuelDQN`` specification (the book's appendix states
+  it). No constructor arguments; 4 stacked 84x84 frames in, 4 Q-values out; 1,686,693 parameters.
 - :class:`DuelingQNetwork`: the same convolutional dueling network, configurable: any
-  number of actions and input channels, seed 000's linear heads or seed 001's heads with
-  a hidden layer, and any aggregation (``"mean"``, ``"max"``, ``"naive"``).
+  number of actions and input channels, the specification's linear heads or labml's
+  variant's heads with a hidden layer, and any aggregation (``"mean"``, ``"max"``, ``"naive"``).
 - :class:`QNetwork`: the single-stream baseline (Nature DQN head) on the same trunk.
 - :class:`MLPDuelingQNetwork` and :class:`MLPQNetwork`: the dueling and single-stream
-  networks for vector observations (seed 002's ``DuellingDQN`` shape), e.g. CartPole.
+  networks for vector observations (the training sketch's ``DuellingDQN`` shape), e.g. CartPole.
 
 Every network maps observations to ``q: (B, n_actions)``. Dueling networks also expose
 ``streams(obs) -> (value (B, 1), advantage (B, n_actions))``, before aggregation.
@@ -91,7 +91,8 @@ def nature_conv(in_channels: int = 4) -> nn.Sequential:
 
 
 def _head(in_features: int, out_features: int, hidden: int | None) -> nn.Module:
-    """One linear layer (seed 000), or Linear -> ReLU -> Linear with ``hidden`` units (seed 001)."""
+    """One linear layer (the specification), or Linear -> ReLU -> Linear with ``hidden``
+    units (labml's variant)."""
     if hidden is None:
         return nn.Linear(in_features, out_features)
     return nn.Sequential(
@@ -106,7 +107,7 @@ def _check_positive(**sizes: int | None) -> None:
 
 
 class DuelDQN(nn.Module):
-    """The dueling network of the specification (seed 000), for 4 actions.
+    """The dueling network of the ``DuelDQN`` specification, for 4 actions.
 
     ``forward(obs: (B, 4, 84, 84)) -> q: (B, 4)`` with
     ``Q(s, a) = V(s) + (A(s, a) - 1/|A| sum_a' A(s, a'))``. See the module docstring
@@ -156,12 +157,12 @@ class DuelingQNetwork(nn.Module):
     Args:
         n_actions: size of the action set (Pong: 6, Breakout: 4).
         in_channels: stacked frames per observation.
-        head_hidden: ``None`` for one linear layer per head (seed 000); an int for a
-            hidden ReLU layer of that width in each head (seed 001 uses 256).
+        head_hidden: ``None`` for one linear layer per head (the specification); an int for a
+            hidden ReLU layer of that width in each head (labml's variant uses 256).
         aggregation: ``"mean"`` (paper eq. 9), ``"max"`` (eq. 8) or ``"naive"`` (eq. 7).
 
     With the defaults it has the same layers, parameter names and output as
-    :class:`DuelDQN`; with ``head_hidden=256`` it loads labml's model (seed 001) as is.
+    :class:`DuelDQN`; with ``head_hidden=256`` it loads labml's model as is.
     """
 
     def __init__(
@@ -242,7 +243,8 @@ def vectors_to_float(obs: torch.Tensor, input_size: int, weight: torch.Tensor) -
 
 
 class MLPDuelingQNetwork(nn.Module):
-    """Dueling network for vector observations, in the shape of seed 002's ``DuellingDQN``.
+    """Dueling network for vector observations, shaped as the training sketch's
+    ``DuellingDQN``.
 
     ``fc1: input_size -> hidden`` (shared), then two streams of two layers each:
     ``fc2_val -> fc3_val: hidden -> hidden -> 1`` and
@@ -323,9 +325,10 @@ def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | Any, n_actions:
                  ) -> nn.Module:
     """The Q-network ``config`` asks for, sized for the observations and actions.
 
-    - vector observations ``(D,)``: ``"dueling"`` is :class:`MLPDuelingQNetwork` (seed 002's
-      shape, width ``config.hidden``); ``"single"`` is :class:`MLPQNetwork` with hidden
-      widths ``(hidden, matched_hidden(...))``, the same parameter count.
+    - vector observations ``(D,)``: ``"dueling"`` is :class:`MLPDuelingQNetwork` (the
+      training sketch's shape, width ``config.hidden``); ``"single"`` is
+      :class:`MLPQNetwork` with hidden widths ``(hidden, matched_hidden(...))``, the same
+      parameter count.
     - frame stacks ``(C, 84, 84)``: :class:`DuelingQNetwork` or :class:`QNetwork` with ``C``
       input channels (``config.hidden`` is not used).
     """
@@ -358,7 +361,7 @@ def scale_combined_gradient(network: DuelingQNetwork, scale: float) -> None:
     Wang et al. (2016, sec. 4.2) "rescale the combined gradient entering the last
     convolutional layer by 1/sqrt(2)": both streams send their gradient into the shared
     layers, and the rescaling keeps its size near a single stream's. In the paper the
-    streams split right after the last conv layer; in seed 000's network they split after
+    streams split right after the last conv layer; in the specification's network they split after
     the shared 512-unit layer ``lin``, so the hook sits on ``lin``'s output, where the two
     gradients meet; the conv layers below receive the rescaled gradient too. The forward
     pass is unchanged. A ``copy.deepcopy`` of the network (the target network) carries the

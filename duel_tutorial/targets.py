@@ -70,7 +70,8 @@ def td_loss(q_taken: torch.Tensor, target: torch.Tensor, loss: Loss = "huber") -
     """Mean loss between ``Q(s, a): (B,)`` and targets ``y: (B,)``.
 
     ``"huber"`` (default; Mnih et al., 2015 clip the TD error to [-1, 1], which is the
-    gradient of the Huber loss with delta 1) or ``"mse"`` (squared error, seed 002).
+    gradient of the Huber loss with delta 1) or ``"mse"`` (squared error, as in the
+    training sketch).
     """
     if q_taken.shape != target.shape:
         raise ValueError(f"q_taken and target must have the same shape; got "

@@ -1,7 +1,7 @@
 """Tests for duel_tutorial/model.py (and the conv shape tools the chapters check it with).
 
 Shapes and parameter counts of every network, the input contract of the convolutional
-networks and its errors, mean-centering, and seed 001: labml's ``Model``, re-typed below,
+networks and its errors, mean-centering, and labml's variant: labml's ``Model``, re-typed below,
 loads into ``DuelingQNetwork(head_hidden=256)`` and gives the same Q-values.
 """
 
@@ -50,7 +50,7 @@ def frames() -> torch.Tensor:
     return make_frames()
 
 
-# --- Seed 001 (labml), re-typed as the seed writes it, nn.Module for labml's Module ---------
+# --- labml's variant, re-typed as written, nn.Module for labml's Module ---------
 
 
 class Model(nn.Module):
@@ -100,7 +100,7 @@ def test_seed_001_model_loads_into_head_hidden_256(frames):
         torch.testing.assert_close(ours(frames.float() / 255.0), expected)
 
 
-# --- DuelDQN: the specification (seed 000) --------------------------------------------------
+# --- DuelDQN: the specification --------------------------------------------------
 
 
 def test_conv_stack_maps_84_to_7(net):
@@ -293,7 +293,7 @@ def test_dueling_q_network_shapes(n_actions, in_channels, head_hidden, aggregati
 
 
 def test_dueling_q_network_parameter_counts():
-    # seed 000 heads; seed 001 heads (a 256-unit hidden layer each); Pong's 6 actions
+    # the specification's heads; labml's heads (a 256-unit hidden layer each); Pong's 6 actions
     assert n_params(DuelingQNetwork()) == 1_686_693
     assert n_params(DuelingQNetwork(head_hidden=256)) == 1_948_069
     assert n_params(DuelingQNetwork(n_actions=6)) == 1_686_693 + 2 * 513

@@ -247,3 +247,23 @@ def test_both_buffers_take_a_transition_the_same_way():
     batch = frames.sample(64)
     assert all((o.numpy().tobytes(), n.numpy().tobytes()) in stored
                for o, n in zip(batch.obs, batch.next_obs, strict=True))
+
+
+def test_frame_replay_length_is_a_running_count_that_matches_a_scan():
+    """len() is O(1): a counter updated by each write. It must equal a scan of the window
+    after every start and add, across wraparounds, new games and a state restore."""
+    rng = np.random.default_rng(0)
+    buffer = FrameReplayBuffer(3 * 12, num_envs=3, frame_shape=(2, 2), stack=4, seed=0)
+    frames = np.zeros((3, 4, 2, 2), np.uint8)
+    buffer.start(frames)
+    for step in range(200):
+        if step % 37 == 36:  # a reset of every env now and then
+            buffer.start(frames)
+        else:
+            valid = rng.random(3) > 0.2
+            buffer.add(frames, rng.integers(0, 4, 3), np.zeros(3), frames, np.zeros(3, bool),
+                       np.zeros(3, bool), valid)
+        assert len(buffer) == buffer._count_window(), step
+    copy = FrameReplayBuffer(3 * 12, num_envs=3, frame_shape=(2, 2), stack=4)
+    copy.load_state_dict(buffer.state_dict())
+    assert len(copy) == len(buffer) > 0

@@ -12,6 +12,7 @@ From the shell::
 
     python -m duel_tutorial.evaluate runs/cartpole-s0 --episodes 20
     python -m duel_tutorial.evaluate --pretrained pong --episodes 3   # a shipped agent
+    python -m duel_tutorial.evaluate --pretrained pong --sticky-actions  # p = 0.25
 
 Episode ``k`` is reset with seed ``seed + k``, so an evaluation is reproducible and its
 episodes differ from the training ones (the default seed is the training seed + 1000).
@@ -55,6 +56,7 @@ def evaluate(
     seed: int = 0,
     epsilon: float | None = None,
     on_episode: Callable[[int, float], None] | None = None,
+    repeat_action_probability: float = 0.0,
 ) -> np.ndarray:
     """Returns ``(episodes,)`` of ``network``'s epsilon-greedy policy.
 
@@ -68,14 +70,25 @@ def evaluate(
     evaluation preprocessing of :mod:`duel_tutorial.envs` (up to 30 no-op starts, full
     games without episodic life, raw unclipped scores, the 108,000-frame cap), all
     ``episodes`` games played at once in ale-py's vector env, one game per sub-env.
+    ``repeat_action_probability`` > 0 adds *sticky actions* (Atari only): at every
+    emulator frame the previous action is repeated with that probability, instead of the
+    agent's. Machado et al. (2018) recommend 0.25 (the default of gymnasium's
+    ``ALE/...-v5``); the paper's protocol has none.
     """
 
     check_env_id(env_id)  # before gymnasium sees it: 'mod:Env-v0' would import mod
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1; got {episodes!r}")
+    if not 0.0 <= repeat_action_probability < 1.0:
+        raise ValueError(f"repeat_action_probability must be in [0, 1); got "
+                         f"{repeat_action_probability!r}")
     if is_atari(env_id):
         return _evaluate_atari(network, env_id, episodes, seed,
-                               EVAL_EPSILON if epsilon is None else epsilon, on_episode)
+                               EVAL_EPSILON if epsilon is None else epsilon, on_episode,
+                               repeat_action_probability)
+    if repeat_action_probability:
+        raise ValueError(f"sticky actions (repeat_action_probability) are an Atari setting; "
+                         f"{env_id} is not an ALE/... id")
     epsilon = 0.0 if epsilon is None else epsilon
     env = make_env(env_id, num_envs=1)
     n_actions = int(env.single_action_space.n)
@@ -101,10 +114,11 @@ def evaluate(
 
 
 def _evaluate_atari(network: nn.Module, env_id: str, episodes: int, seed: int,
-                    epsilon: float, on_episode: Callable[[int, float], None] | None
-                    ) -> np.ndarray:
+                    epsilon: float, on_episode: Callable[[int, float], None] | None,
+                    repeat_action_probability: float = 0.0) -> np.ndarray:
     """One full game per sub-environment of an evaluation-preset vector env."""
-    env = make_atari_vector_env(env_id, episodes, train=False)
+    env = make_atari_vector_env(env_id, episodes, train=False,
+                                repeat_action_probability=repeat_action_probability)
     n_actions = int(env.single_action_space.n)
     device = next(network.parameters()).device
     rng = np.random.default_rng(seed)
@@ -145,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epsilon", type=float, default=None,
                         help="probability of a random action [default: 0, greedy; Atari: "
                         f"{EVAL_EPSILON}, the protocol of Wang et al. 2016]")
+    parser.add_argument("--sticky-actions", type=float, nargs="?", const=0.25, default=0.0,
+                        metavar="P", help="Atari: repeat the previous action with probability "
+                        "P at every frame (Machado et al., 2018) [default: 0, the paper's "
+                        "protocol; without P: 0.25]")
     parser.add_argument("--env", default=None,
                         help="environment id [default: the one the run was trained on]")
     parser.add_argument("--device", default=None, help="torch device [default: cuda if available]")
@@ -178,12 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = args.seed if args.seed is not None else config.seed + EVAL_SEED_OFFSET
         with torch.no_grad():
             returns = evaluate(network, env_id, args.episodes, seed, args.epsilon,
-                               on_episode=None if args.quiet else report)
+                               on_episode=None if args.quiet else report,
+                               repeat_action_probability=args.sticky_actions)
     except (ValueError, gym.error.Error) as err:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
     epsilon = args.epsilon if args.epsilon is not None else (
         EVAL_EPSILON if env_id.startswith("ALE/") else 0.0)
     policy = "greedy" if epsilon == 0 else f"epsilon={epsilon}"
+    if args.sticky_actions:
+        policy += f", sticky actions p={args.sticky_actions:g}"
     print(f"{env_id}: {checkpoint_path(args.run, args.checkpoint)} (step {sidecar['step']}, "
           f"{config.network}), {args.episodes} {policy} episodes from seed {seed}: "
           f"mean return {returns.mean():.2f}, std {returns.std():.2f} "

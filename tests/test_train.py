@@ -19,7 +19,7 @@ import torch
 
 from duel_tutorial.checkpoint import load_checkpoint, load_policy, save_checkpoint
 from duel_tutorial.config import DQNConfig, add_config_arguments, preset
-from duel_tutorial.envs import make_env
+from duel_tutorial.envs import make_atari_vector_env, make_env
 from duel_tutorial.evaluate import evaluate
 from duel_tutorial.evaluate import main as evaluate_main
 from duel_tutorial.learn import train_phase
@@ -346,6 +346,31 @@ def test_atari_evaluation_plays_one_full_game_per_episode():
     returns = evaluate(network, "ALE/Pong-v5", episodes=2, seed=0)
     assert returns.shape == (2,) and np.all(returns == np.round(returns))
     assert np.all(returns <= -18)  # an untrained network loses (almost) every point of a game
+
+
+def test_sticky_actions_reach_the_atari_emulator_and_are_refused_elsewhere(monkeypatch):
+    import duel_tutorial.evaluate as evaluate_module
+
+    seen = {}
+
+    class Built(Exception):  # stop once the env is built: no need to play a game
+        pass
+
+    def spy(*args, **kwargs):
+        make_atari_vector_env(*args, **kwargs).close()  # the settings are valid
+        seen.update(kwargs)
+        raise Built
+
+    monkeypatch.setattr(evaluate_module, "make_atari_vector_env", spy)
+    torch.manual_seed(0)
+    network = make_network(ATARI_TINY, (4, 84, 84), 6)
+    with pytest.raises(Built):
+        evaluate(network, "ALE/Pong-v5", episodes=1, seed=0, repeat_action_probability=0.25)
+    assert seen["repeat_action_probability"] == 0.25 and seen["train"] is False
+    with pytest.raises(ValueError, match="an Atari setting"):
+        evaluate(MLPDuelingQNetwork(4, 2), "CartPole-v1", 1, repeat_action_probability=0.25)
+    with pytest.raises(ValueError, match=re.escape("in [0, 1); got 1.5")):
+        evaluate(network, "ALE/Pong-v5", 1, repeat_action_probability=1.5)
 
 
 # --- a run directory is never lost or blocked (each test reproduces one failure) ------

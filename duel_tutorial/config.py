@@ -234,7 +234,7 @@ PRESETS: dict[str, DQNConfig] = {
     # The training sketch as written: learn every step from the first full batch, MSE, max
     # target, target copy every 1000 steps, epsilon x0.995 per episode (floor 0.01 is ours:
     # the sketch has none).
-    "seed002": DQNConfig(
+    "sketch": DQNConfig(
         lr=1e-3, anneal_lr=False, batch_size=64, buffer_capacity=10_000, learning_starts=64,
         train_freq=1, gradient_steps=1, loss="mse", target_update_interval=1_000, tau=1.0,
         epsilon_schedule="exponential", epsilon_start=1.0, epsilon_end=0.01,

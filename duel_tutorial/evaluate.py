@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +49,27 @@ from duel_tutorial.envs import (
 from duel_tutorial.exploration import epsilon_greedy
 
 EVAL_SEED_OFFSET = 1000
+STICKY = 0.25  # Machado et al. (2018)'s repeat-action probability, ALE v5's default
+PROTOCOL = ("up to 30 no-op starts, epsilon 0.001, full games (no episodic life), raw scores, "
+            "108,000-frame cap (Wang et al., 2016)")
+
+
+def evaluation_record(network: nn.Module, env_id: str, episodes: int, seed: int,
+                      repeat_action_probability: float = 0.0) -> dict[str, Any]:
+    """Evaluate and describe it, as a shipped agent's card stores it: the protocol, the
+    seed, every return, their mean and std, and the wall time."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        returns = evaluate(network, env_id, episodes, seed,
+                           repeat_action_probability=repeat_action_probability)
+    protocol = PROTOCOL if is_atari(env_id) else "greedy, full episodes"
+    if repeat_action_probability:
+        protocol += (f"; sticky actions, repeat probability {repeat_action_probability:g} "
+                     "(Machado et al., 2018)")
+    return {"protocol": protocol, "repeat_action_probability": repeat_action_probability,
+            "episodes": episodes, "seed": seed, "returns": [float(r) for r in returns],
+            "mean": round(float(returns.mean()), 3), "std": round(float(returns.std()), 3),
+            "wall_time_s": round(time.perf_counter() - start, 2)}
 
 
 def evaluate(

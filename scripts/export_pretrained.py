@@ -18,7 +18,9 @@ with the protocol of Wang et al. (2016) (:func:`duel_tutorial.evaluate.evaluate`
   sidecar in its metadata, loadable by :func:`duel_tutorial.load_pretrained`;
 - ``NAME.json``: the same sidecar, readable: the training run's config, steps, frames,
   wall time, device, library versions and git commit, plus ``evaluation`` (protocol,
-  seed, every return, mean, std) and ``export`` (this command's provenance);
+  seed, every return, mean, std), for Atari ``evaluation_sticky`` (the same games with
+  sticky actions, p = 0.25: Machado et al., 2018), and ``export`` (this command's
+  provenance);
 - ``NAME_metrics.csv`` and ``NAME_eval.csv``: the run's training log and its periodic
   evaluations up to the shipped checkpoint's step, which the Atari chapter plots.
 
@@ -32,11 +34,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import ale_py
-import torch
 
 from duel_tutorial.checkpoint import (
     PRETRAINED_DIR,
@@ -45,8 +45,8 @@ from duel_tutorial.checkpoint import (
     save_checkpoint,
     with_prefix,
 )
-from duel_tutorial.envs import EVAL_EPSILON, FRAME_SKIP, atari_game, check_env_id
-from duel_tutorial.evaluate import evaluate
+from duel_tutorial.envs import FRAME_SKIP, atari_game, check_env_id, is_atari
+from duel_tutorial.evaluate import STICKY, evaluation_record
 from duel_tutorial.provenance import provenance
 from duel_tutorial.run import EVAL_FILE, METRICS_FILE, copy_log
 
@@ -126,16 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         bar = min_return(args.min_return, config.env_id)
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")
-    start = time.perf_counter()
-    with torch.no_grad():
-        returns = evaluate(network, config.env_id, args.episodes, seed=args.seed)
-    wall = time.perf_counter() - start
-    mean, std = float(returns.mean()), float(returns.std())
-    print(f"{config.env_id}: {args.episodes} games, mean {mean:.2f}, std {std:.2f}, "
-          f"min {returns.min():.0f}, max {returns.max():.0f} ({wall:.0f} s)")
+    record = evaluation_record(network, config.env_id, args.episodes, args.seed)
+    returns, mean = record["returns"], record["mean"]
+    print(f"{config.env_id}: {args.episodes} games, mean {mean:.2f}, std {record['std']:.2f}, "
+          f"min {min(returns):.0f}, max {max(returns):.0f} ({record['wall_time_s']:.0f} s)")
     if mean < bar:
         print(f"not shipped: mean {mean:.2f} < --min-return {bar}")
         return 1
+    sticky = None
+    if is_atari(config.env_id):  # both protocols on every Atari card
+        sticky = evaluation_record(network, config.env_id, args.episodes, args.seed, STICKY)
+        print(f"with sticky actions (p={STICKY}): mean {sticky['mean']:.2f}, "
+              f"std {sticky['std']:.2f} ({sticky['wall_time_s']:.0f} s)")
 
     # the network load_policy already read: the checkpoint (with its replay, for `last`,
     # hundreds of MB) is not read a second time
@@ -143,14 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     card = {
         **sidecar,
         "frames": sidecar["step"] * FRAME_SKIP,
-        "evaluation": {
-            "protocol": f"up to 30 no-op starts, epsilon {EVAL_EPSILON}, full games (no "
-                        "episodic life), raw scores, 108,000-frame cap (Wang et al., 2016)",
-            "episodes": args.episodes, "seed": args.seed,
-            "returns": [float(r) for r in returns], "mean": round(mean, 3),
-            "std": round(std, 3),
-        },
-        "export": provenance(device="cpu", wall_time_s=wall, run=str(args.run)),
+        "evaluation": record,
+        **({"evaluation_sticky": sticky} if sticky else {}),
+        "export": provenance(device="cpu", wall_time_s=record["wall_time_s"], run=str(args.run)),
     }
     out.mkdir(parents=True, exist_ok=True)
     path = save_checkpoint(out / args.name, online, card)

@@ -37,8 +37,11 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 test: install lint unit nbval
 
+# The workflows: jactionlint's correctness profile is what actionlint checks (syntax,
+# expressions, action inputs, runner labels); offline, it never asks the GitHub API.
 lint: install
-	$(VENV)/bin/ruff check $(wildcard duel_tutorial tests benchmarks experiments scripts book)
+	$(VENV)/bin/ruff check $(wildcard duel_tutorial tests benchmarks experiments scripts book _ext)
+	$(VENV)/bin/jactionlint --no-online --profile correctness $(wildcard .github/workflows/*.yml)
 
 unit: install
 	$(UNDER_REFERENCE) $(PY) -m pytest $(XDIST) tests -q  # one thread per worker

@@ -3,7 +3,9 @@
 #   make book   set up .venv, build the HTML book into _build/html (warnings are errors)
 # Other targets: make install, make lint, make notebooks (re-execute all chapters in place),
 #   make portability (every chapter's asserts under other floating-point numerics),
-#   make lowest (the package at the lowest versions pyproject.toml allows).
+#   make lowest (the package at the lowest versions pyproject.toml allows),
+#   make browser-check (the built book in headless Chromium: needs `apt-get install chromium`),
+#   make code-lines (the longest code lines of each chapter).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -25,7 +27,8 @@ XDIST := -n $(PYTEST_WORKERS) --dist loadscope
 NBVAL_LAX := $(PY) -m pytest $(XDIST) --nbval-lax --nbval-current-env book -q \
 	--nbval-cell-timeout 600
 
-.PHONY: install test unit nbval portability lowest lint book notebooks clean
+.PHONY: install test unit nbval portability lowest lint book browser-check code-lines notebooks \
+	clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +55,15 @@ nbval: install
 
 book: install
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going --quiet
+
+# Every page of the built book in headless Chromium (Debian's chromium package; nothing is
+# downloaded): MathJax typeset everything, images load, local links and anchors exist, no
+# console errors, every chapter links to Colab. Screenshots go to _build/screenshots.
+browser-check: book
+	$(PY) scripts/browser_check.py _build/html --screenshots _build/screenshots
+
+code-lines: install
+	$(PY) scripts/code_line_lengths.py
 
 notebooks: install
 	$(PY) scripts/execute_notebooks.py book/*.ipynb  # under the reference numerics

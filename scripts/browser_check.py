@@ -427,7 +427,8 @@ def browser_checks(
                 # JPEG: a long chapter's full page encodes in half the time of a PNG.
                 page.screenshot(path=str(shot), full_page=True, type="jpeg", quality=70)
             page.close()
-            problems += [f"{name}: {problem}" for problem in found]
+            # Once each: \( and \) in one short text give the same fragment twice.
+            problems += [f"{name}: {problem}" for problem in dict.fromkeys(found)]
         browser.close()
     return problems
 

@@ -237,3 +237,37 @@ def test_code_line_lengths(tmp_path):
     assert cl.main([str(path), "--check"]) == 1
     assert cl.main([str(path), "--check", "--width", "100"]) == 0
 
+
+
+BROKEN_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>
+<section id="s"><p>Untypeset: \\(V(s)\\) and <span class="math">\\(A\\)</span>.</p>
+<p><code>\\(in code: fine\\)</code></p>
+<img src="missing.png" alt="gone">
+<script>console.error("boom")</script>
+<script>fetch("https://example.org/x").catch(() => {})</script>
+</section></body></html>"""
+
+
+def test_browser_finds_what_a_reader_would_see(tmp_path):
+    """The whole browser pass on a two-page book: one page full of problems, one clean."""
+    pytest.importorskip("playwright")
+    chromium = bc.find_chromium()
+    if chromium is None:
+        pytest.skip(bc.INSTALL_HINT)
+    html = tmp_path / "html"
+    html.mkdir()
+    (html / "bad.html").write_text(BROKEN_PAGE)
+    (html / "good.html").write_text("<html><body><p id='x'>Q = V + A</p></body></html>")
+    pages = {name: bc.parse_page((html / name).read_text()) for name in bc.book_pages(html)}
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    problems = bc.browser_checks(html, pages, shots, chromium)
+    assert all(problem.startswith("bad.html: ") for problem in problems), problems
+    text = "\n".join(problems)
+    assert "raw LaTeX in p in #s: " in text and "\\(V(s)" in text
+    assert "math not typeset in span in #s: '\\\\(A\\\\)'" in text
+    assert "in code" not in text
+    assert "image does not load in img in #s: missing.png" in text
+    assert "console error: boom" in text
+    assert "requests https://example.org/x from the network" in text
+    assert sorted(p.name for p in shots.iterdir()) == ["bad.jpg", "good.jpg"]

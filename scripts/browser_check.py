@@ -371,7 +371,10 @@ def browser_checks(
 
     problems: list[str] = []
     with serve(html_dir) as base, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, headless=True)
+        # /dev/shm is 64 MB in a Docker container (CI's): long pages would crash the tab.
+        browser = pw.chromium.launch(
+            executable_path=chromium, headless=True, args=["--disable-dev-shm-usage"]
+        )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.add_init_script(_WHERE)
 

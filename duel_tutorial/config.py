@@ -26,6 +26,7 @@ from duel_tutorial.targets import LOSSES, Loss
 
 Network = Literal["dueling", "single"]
 EpsilonSchedule = Literal["linear", "exponential"]
+Precision = Literal["fp32", "bf16", "auto"]
 
 
 def _doc(help: str, source: str) -> dict[str, str]:
@@ -103,6 +104,14 @@ class DQNConfig:
     trunk_grad_scale: float = field(default=1.0, metadata=_doc(
         "dueling conv networks: scale the gradient where the V and A streams combine "
         "(1/sqrt(2) in the paper)", "Wang et al. (2016), sec. 4.2"))
+    update_precision: Precision = field(default="fp32", metadata=_doc(
+        "the learning update's precision: 'fp32', 'bf16' (autocast; channels_last for conv "
+        "nets; weights, optimizer and loss stay fp32; acting stays fp32) or 'auto' (bf16 "
+        "where the CPU has AMX/AVX512_BF16 or the GPU supports it)",
+        "measured: benchmarks/update_cost.py"))
+    compile_update: bool = field(default=False, metadata=_doc(
+        "torch.compile the minibatch loss (compiles once per run: 20 s to minutes on a CPU)",
+        "measured: benchmarks/update_cost.py"))
     # --- target network ----------------------------------------------------------------
     target_update_interval: int = field(default=100, metadata=_doc(
         "environment steps between target-network updates", "tuned (zoo: 10)"))

@@ -64,7 +64,7 @@ from torch import nn
 
 from duel_tutorial.config import PRESETS, DQNConfig, add_config_arguments, config_overrides
 from duel_tutorial.device import resolve_device
-from duel_tutorial.envs import EnvStepper, is_atari, make_training_envs
+from duel_tutorial.envs import EnvStepper, is_atari, is_minatar, make_training_envs
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import current_epsilon, epsilon_greedy
 from duel_tutorial.learn import LossMeter, UpdateLoss, resolve_precision, train_phase
@@ -287,12 +287,15 @@ def _crossed(step: int, every: int, n: int) -> bool:
 
 def chosen_preset(argv: Sequence[str]) -> str:
     """The preset a command line asks for: ``--preset`` if given, else ``atari`` for an
-    ALE id (``--env ALE/Pong-v5``), else ``cartpole``."""
+    ALE id (``--env ALE/Pong-v5``), ``minatar`` for a MinAtar id, else ``cartpole``."""
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--preset", choices=sorted(PRESETS), default=None)
     peek.add_argument("--env", "--env-id", dest="env_id", default="")
     known, _ = peek.parse_known_args(argv)
-    return known.preset or ("atari" if is_atari(known.env_id) else "cartpole")
+    if known.preset:
+        return known.preset
+    return ("atari" if is_atari(known.env_id) else "minatar" if is_minatar(known.env_id)
+            else "cartpole")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:

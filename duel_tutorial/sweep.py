@@ -80,14 +80,16 @@ def run_trial(config: DQNConfig, root: str | Path, eval_episodes: int = 10) -> d
 
 
 def run_sweep(configs: Sequence[DQNConfig], root: str | Path, *, address: str | None = None,
-              cpus_per_trial: float = 1.0, max_retries: int = 2, eval_episodes: int = 10,
+              cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+              max_retries: int = 2, eval_episodes: int = 10,
               command: str | None = None, ray_init: dict[str, Any] | None = None,
               ) -> list[dict[str, Any]]:
     """Run every config as a Ray task; write ``results.csv`` and ``sweep.json`` in ``root``.
 
     ``address=None`` starts (or joins) a local Ray instance; a cluster address runs the
-    same tasks there. ``ray_init`` passes more arguments to ``ray.init`` (e.g.
-    ``num_cpus``).
+    same tasks there. ``gpus_per_trial`` > 0 gives each trial GPUs (Ray sets
+    ``CUDA_VISIBLE_DEVICES``; the config's ``device="auto"`` then trains on CUDA).
+    ``ray_init`` passes more arguments to ``ray.init`` (e.g. ``num_cpus``).
     """
     try:
         import ray
@@ -107,8 +109,8 @@ def run_sweep(configs: Sequence[DQNConfig], root: str | Path, *, address: str | 
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  **(ray_init or {}))
     try:
-        task = ray.remote(num_cpus=cpus_per_trial, max_retries=max_retries,
-                          retry_exceptions=True)(run_trial)
+        task = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial,
+                          max_retries=max_retries, retry_exceptions=True)(run_trial)
         rows = ray.get([task.remote(c, str(root), eval_episodes) for c in configs])
     finally:
         if owns_ray:
@@ -120,7 +122,8 @@ def run_sweep(configs: Sequence[DQNConfig], root: str | Path, *, address: str | 
         writer.writerows(sorted(rows, key=lambda r: r["name"]))
     record = provenance(command=command, wall_time_s=wall)
     record.update(trials=len(configs), ray_address=address or "local",
-                  cpus_per_trial=cpus_per_trial, max_retries=max_retries,
+                  cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+                  max_retries=max_retries,
                   eval_episodes=eval_episodes, configs=[c.to_dict() for c in configs])
     (root / "sweep.json").write_text(json.dumps(record, indent=1) + "\n")
     return rows
@@ -144,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Ray cluster address ('auto' on a cluster node, ray://host:10001); "
                         "default: a Ray instance on this machine")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0)
     parser.add_argument("--max-retries", type=int, default=2)
     parser.add_argument("--eval-games", type=int, default=10,
                         help="greedy episodes to evaluate each final network")
@@ -163,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = dataclasses.replace(PRESETS[args.preset], **overrides)
         configs = grid(base, env_ids, args.networks, args.seeds)
         rows = run_sweep(configs, args.out, address=args.address,
-                         cpus_per_trial=args.cpus_per_trial, max_retries=args.max_retries,
+                         cpus_per_trial=args.cpus_per_trial,
+                         gpus_per_trial=args.gpus_per_trial, max_retries=args.max_retries,
                          eval_episodes=args.eval_games, command=" ".join([parser.prog, *argv]))
     except ValueError as err:
         parser.exit(2, f"{parser.prog}: error: {' '.join(str(err).split())}\n")

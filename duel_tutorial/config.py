@@ -26,6 +26,7 @@ from duel_tutorial.targets import LOSSES, Loss
 
 Network = Literal["dueling", "single"]
 EpsilonSchedule = Literal["linear", "exponential"]
+Precision = Literal["fp32", "bf16", "auto"]
 
 
 def _doc(help: str, source: str) -> dict[str, str]:
@@ -103,6 +104,14 @@ class DQNConfig:
     trunk_grad_scale: float = field(default=1.0, metadata=_doc(
         "dueling conv networks: scale the gradient where the V and A streams combine "
         "(1/sqrt(2) in the paper)", "Wang et al. (2016), sec. 4.2"))
+    update_precision: Precision = field(default="fp32", metadata=_doc(
+        "the learning update's precision: 'fp32', 'bf16' (autocast; channels_last for conv "
+        "nets; weights, optimizer and loss stay fp32; acting stays fp32) or 'auto' (bf16 "
+        "where the CPU has AMX/AVX512_BF16 or the GPU supports it)",
+        "measured: benchmarks/update_cost.py"))
+    compile_update: bool = field(default=False, metadata=_doc(
+        "torch.compile the minibatch loss (compiles once per run: 20 s to minutes on a CPU)",
+        "measured: benchmarks/update_cost.py"))
     # --- target network ----------------------------------------------------------------
     target_update_interval: int = field(default=100, metadata=_doc(
         "environment steps between target-network updates", "tuned (zoo: 10)"))
@@ -259,6 +268,20 @@ PRESETS: dict[str, DQNConfig] = {
         target_update_interval=1_000, tau=1.0, epsilon_schedule="linear",
         epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.1,
         eval_interval=50_000, eval_episodes=10, checkpoint_interval=50_000, torch_threads=0,
+    ),
+    # MinAtar (Young and Tian, 2019) with the dueling paper's recipe: their DQN baseline's
+    # batch 32, replay 100k from 5,000 steps, an update every step, target copy every
+    # 1,000 steps, epsilon 1 -> 0.1 over 100k steps, Huber loss, gamma 0.99; the paper's
+    # Double DQN targets, clipping at 10 and 1/sqrt(2). Ours: Adam (theirs: RMSProp at
+    # 2.5e-4) at the atari preset's 1e-4 and 1.5e-4, and 1M steps (theirs: 5M frames).
+    "minatar": DQNConfig(
+        env_id="MinAtar/Breakout-v1", total_steps=1_000_000, num_envs=1, lr=1e-4,
+        adam_eps=1.5e-4, anneal_lr=False, gamma=0.99, batch_size=32, buffer_capacity=100_000,
+        learning_starts=5_000, train_freq=1, gradient_steps=1, double_dqn=True, loss="huber",
+        max_grad_norm=10.0, trunk_grad_scale=2**-0.5, target_update_interval=1_000, tau=1.0,
+        epsilon_schedule="linear", epsilon_start=1.0, epsilon_end=0.1,
+        exploration_fraction=0.1, eval_interval=50_000, eval_episodes=10,
+        checkpoint_interval=50_000, torch_threads=1,
     ),
 }
 

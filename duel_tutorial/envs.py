@@ -473,6 +473,45 @@ def is_atari(env_id: str) -> bool:
     return env_id.startswith("ALE/")
 
 
+MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
+
+
+def is_minatar(env_id: str) -> bool:
+    """MinAtar ids (``MinAtar/Breakout-v1``): Young and Tian's (2019) miniature Atari games."""
+    return env_id.startswith("MinAtar/")
+
+
+def register_minatar() -> None:
+    """Register MinAtar's gymnasium ids (``MinAtar/<Game>-v1``: the minimal action set),
+    or a one-line error saying how to install it."""
+    try:
+        import logging
+
+        logging.disable(logging.WARNING)  # minatar.gym warns that seaborn is missing
+        try:
+            from minatar import gym as minatar_gym
+        finally:
+            logging.disable(logging.NOTSET)
+    except ImportError:
+        raise ValueError("MinAtar is not installed: pip install 'duel-tutorial[minatar]' "
+                         "(or pip install minatar)") from None
+    if "MinAtar/Breakout-v1" not in gym.registry:
+        minatar_gym.register_envs()
+
+
+class ChannelsFirst(gym.ObservationWrapper):
+    """MinAtar's ``(10, 10, C)`` bool grids as ``(C, 10, 10)``, channels first like every
+    other image the package's networks take (a view: no copy, same dtype)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 1, (c, h, w), dtype=env.observation_space.dtype)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.moveaxis(observation, -1, 0)
+
+
 def make_env(
     env_id: str,
     num_envs: int = 1,
@@ -481,6 +520,10 @@ def make_env(
     **kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` stepped in lockstep (``gymnasium.vector``, sync).
+
+    MinAtar ids (``MinAtar/<Game>-v1``) need the ``minatar`` package; their ``(10, 10, C)``
+    grids come channels first, ``(C, 10, 10)`` bool (:class:`ChannelsFirst`), with
+    MinAtar's own defaults (sticky actions with probability 0.1, difficulty ramping).
 
     Autoreset is "same step": when an episode ends, ``step`` returns the first
     observation of the next episode, and the true last observation is in
@@ -493,6 +536,9 @@ def make_env(
         import ale_py
 
         gym.register_envs(ale_py)
+    if is_minatar(env_id):
+        register_minatar()
+        wrappers = [*(wrappers or ()), ChannelsFirst]
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
                             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},

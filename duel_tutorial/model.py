@@ -225,6 +225,92 @@ class QNetwork(nn.Module):
         return q.squeeze(0) if obs.dim() == 3 else q
 
 
+# --- MinAtar: 10x10 grids of C boolean channels ---------------------------------------
+
+GRID_SIZE = 10  # MinAtar's grids are 10x10
+MINATAR_FEATURES = 16 * 8 * 8  # 16 filters of 3x3, stride 1, no padding: 10 -> 8
+
+
+def grids_to_float(obs: torch.Tensor, in_channels: int, weight: torch.Tensor) -> torch.Tensor:
+    """Check a batch of MinAtar grids ``(B, C, 10, 10)`` (bool, 0/1 integers or floats) and
+    return it as floats in ``weight``'s dtype; an unbatched ``(C, 10, 10)`` gets a batch
+    axis of 1."""
+    if not isinstance(obs, torch.Tensor):
+        raise TypeError(f"obs must be a torch.Tensor of shape (B, {in_channels}, 10, 10); got "
+                        f"{type(obs).__name__} (wrap it with torch.as_tensor)")
+    shape, grid = tuple(obs.shape), (in_channels, GRID_SIZE, GRID_SIZE)
+    if obs.dim() == 3 and shape == grid:
+        obs = obs.unsqueeze(0)
+    elif obs.dim() != 4 or shape[1:] != grid:
+        hint = (" (channels-last: use obs.permute(0, 3, 1, 2))"
+                if obs.dim() == 4 and shape[1:] == (GRID_SIZE, GRID_SIZE, in_channels) else "")
+        raise ValueError(f"obs must have shape (B, {in_channels}, 10, 10) or unbatched "
+                         f"({in_channels}, 10, 10); got {shape}{hint}")
+    return obs.to(weight.dtype)  # bool and 0/1 grids as 0.0 / 1.0
+
+
+class MinAtarDuelingQNetwork(nn.Module):
+    """The dueling network on MinAtar's DQN architecture (Young and Tian, 2019).
+
+    ``(B, C, 10, 10) -> conv 16 @ 3x3 -> ReLU -> 1024 -> lin 128 -> ReLU -> h``, then the
+    value ``128 -> 1`` and advantage ``128 -> n_actions`` streams, aggregated as in
+    :class:`DuelingQNetwork` (whose layer names it keeps: ``conv``, ``lin``,
+    ``state_value``, ``action_value``).
+    """
+
+    def __init__(self, n_actions: int, in_channels: int, hidden: int = 128,
+                 aggregation: Aggregation = "mean") -> None:
+        super().__init__()
+        _check_positive(n_actions=n_actions, in_channels=in_channels, hidden=hidden)
+        self.n_actions, self.in_channels = n_actions, in_channels
+        self.aggregation = check_aggregation(aggregation)
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, 16, kernel_size=3), nn.ReLU())
+        self.lin = nn.Linear(MINATAR_FEATURES, hidden)
+        self.activation = nn.ReLU()
+        self.state_value = nn.Linear(hidden, 1)
+        self.action_value = nn.Linear(hidden, n_actions)
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """Shared trunk: ``(B, C, 10, 10) -> (B, hidden)``."""
+        x = grids_to_float(obs, self.in_channels, self.lin.weight)
+        return self.activation(self.lin(self.conv(x).flatten(start_dim=1)))
+
+    def streams(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(value (B, 1), advantage (B, n_actions))`` before aggregation."""
+        h = self.features(obs)
+        value, advantage = self.state_value(h), self.action_value(h)
+        if obs.dim() == 3:
+            return value.squeeze(0), advantage.squeeze(0)
+        return value, advantage
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values ``q: (B, n_actions)`` (or ``(n_actions,)`` for unbatched input)."""
+        return aggregate(*self.streams(obs), method=self.aggregation)
+
+
+class MinAtarQNetwork(nn.Module):
+    """Single-stream baseline on MinAtar's DQN architecture: ``conv -> lin -> q``.
+
+    With ``hidden=128`` (MinAtar's network) it has ``hidden + 1`` fewer parameters than
+    :class:`MinAtarDuelingQNetwork`, the value stream: 0.1 % of about 130,000.
+    """
+
+    def __init__(self, n_actions: int, in_channels: int, hidden: int = 128) -> None:
+        super().__init__()
+        _check_positive(n_actions=n_actions, in_channels=in_channels, hidden=hidden)
+        self.n_actions, self.in_channels = n_actions, in_channels
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, 16, kernel_size=3), nn.ReLU())
+        self.lin = nn.Linear(MINATAR_FEATURES, hidden)
+        self.activation = nn.ReLU()
+        self.q_value = nn.Linear(hidden, n_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values ``q: (B, n_actions)`` (or ``(n_actions,)`` for unbatched input)."""
+        x = grids_to_float(obs, self.in_channels, self.lin.weight)
+        q = self.q_value(self.activation(self.lin(self.conv(x).flatten(start_dim=1))))
+        return q.squeeze(0) if obs.dim() == 3 else q
+
+
 def vectors_to_float(obs: torch.Tensor, input_size: int, weight: torch.Tensor) -> torch.Tensor:
     """Check ``(B, input_size)`` (or unbatched ``(input_size,)``) vector observations."""
     if not isinstance(obs, torch.Tensor):
@@ -331,6 +417,8 @@ def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | Any, n_actions:
       parameter count.
     - frame stacks ``(C, 84, 84)``: :class:`DuelingQNetwork` or :class:`QNetwork` with ``C``
       input channels (``config.hidden`` is not used).
+    - MinAtar grids ``(C, 10, 10)``: :class:`MinAtarDuelingQNetwork` or
+      :class:`MinAtarQNetwork` (MinAtar's own 128-unit layer; ``config.hidden`` not used).
     """
     shape = tuple(getattr(obs_shape, "shape", obs_shape))  # a gymnasium Space, or a shape
     if len(shape) == 1:
@@ -339,11 +427,19 @@ def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | Any, n_actions:
                                       aggregation=config.aggregation)
         width = matched_hidden(shape[0], n_actions, config.hidden)
         return MLPQNetwork(shape[0], n_actions, hidden=(config.hidden, width))
+    if len(shape) == 3 and shape[1:] == (GRID_SIZE, GRID_SIZE):  # MinAtar
+        if config.network == "dueling":
+            network = MinAtarDuelingQNetwork(n_actions, shape[0], aggregation=config.aggregation)
+            if config.trunk_grad_scale != 1.0:
+                scale_combined_gradient(network, config.trunk_grad_scale)
+            return network
+        return MinAtarQNetwork(n_actions, shape[0])
     if len(shape) == 3:
         if shape[1:] != (84, 84):
-            raise ValueError(f"image observations must be channels-first frame stacks "
-                             f"(C, 84, 84), as make_atari_env gives; got shape {shape}"
-                             + (" (channels last?)" if shape[-1] <= 4 else ""))
+            raise ValueError(f"image observations must be channels first: frame stacks "
+                             f"(C, 84, 84), as make_atari_env gives, or MinAtar grids "
+                             f"(C, 10, 10); got shape {shape}"
+                             + (" (channels last?)" if shape[-1] <= 10 else ""))
         if config.network == "dueling":
             network = DuelingQNetwork(n_actions, in_channels=shape[0],
                                       aggregation=config.aggregation)
@@ -351,8 +447,8 @@ def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | Any, n_actions:
                 scale_combined_gradient(network, config.trunk_grad_scale)
             return network
         return QNetwork(n_actions, in_channels=shape[0])
-    raise ValueError(f"observations must be vectors (D,) or frame stacks (C, 84, 84); got shape "
-                     f"{shape}")
+    raise ValueError(f"observations must be vectors (D,), frame stacks (C, 84, 84) or MinAtar "
+                     f"grids (C, 10, 10); got shape {shape}")
 
 
 def scale_combined_gradient(network: DuelingQNetwork, scale: float) -> None:
@@ -367,7 +463,7 @@ def scale_combined_gradient(network: DuelingQNetwork, scale: float) -> None:
     pass is unchanged. A ``copy.deepcopy`` of the network (the target network) carries the
     hook, which does nothing there: it runs without gradients.
     """
-    if not isinstance(network, DuelingQNetwork):
+    if not isinstance(network, DuelingQNetwork | MinAtarDuelingQNetwork):
         raise ValueError(f"scale_combined_gradient needs a DuelingQNetwork; got "
                          f"{type(network).__name__}")
 

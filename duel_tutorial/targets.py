@@ -106,10 +106,12 @@ def dqn_loss(
         if next_q_target is None:
             next_q_target = target_net(batch.next_obs)  # (B, n_actions)
         # Double DQN: the *current* online network picks a* = argmax_a' Q(s', a')
-        next_q_online = online(batch.next_obs) if double else None
-        y = td_target(batch.reward, batch.terminated, next_q_target, gamma, next_q_online)
-    # Q(s, a) for the actions actually taken: (B,)
-    q_taken = online(batch.obs).gather(1, batch.action.unsqueeze(1)).squeeze(1)
+        next_q_online = online(batch.next_obs).float() if double else None
+        y = td_target(batch.reward, batch.terminated, next_q_target.float(), gamma,
+                      next_q_online)
+    # Q(s, a) for the actions actually taken: (B,). float(): under bf16 autocast the
+    # network returns bf16; the target and the loss stay float32 (a no-op in float32)
+    q_taken = online(batch.obs).float().gather(1, batch.action.unsqueeze(1)).squeeze(1)
     return td_loss(q_taken, y, loss)
 
 

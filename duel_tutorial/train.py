@@ -64,10 +64,10 @@ from torch import nn
 
 from duel_tutorial.config import PRESETS, DQNConfig, add_config_arguments, config_overrides
 from duel_tutorial.device import resolve_device
-from duel_tutorial.envs import EnvStepper, is_atari, make_training_envs
+from duel_tutorial.envs import EnvStepper, is_atari, is_minatar, make_training_envs
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import current_epsilon, epsilon_greedy
-from duel_tutorial.learn import LossMeter, train_phase
+from duel_tutorial.learn import LossMeter, UpdateLoss, resolve_precision, train_phase
 from duel_tutorial.model import make_network
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.run import (
@@ -154,6 +154,9 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
     # Networks, optimizer, replay buffer, random generators: all seeded from config.seed.
     torch.manual_seed(config.seed)
     online = make_network(config, envs.obs_shape, n_actions).to(device)
+    precision = resolve_precision(config.update_precision, device)
+    if precision == "bf16" and len(envs.obs_shape) == 3:  # conv nets: channels_last weights
+        online = online.to(memory_format=torch.channels_last)
     target_net = copy.deepcopy(online).requires_grad_(False)  # θ⁻ = θ
     # fused Adam: one kernel for all parameters instead of ~10 small ops per tensor
     optimizer = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps,
@@ -174,6 +177,7 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
     log = RunLog(out, run, n, config.total_steps, resume=resume, progress=progress,
                  evaluations=bool(config.eval_interval))
     losses = LossMeter(device, config.gradient_steps)
+    update_loss = UpdateLoss(config, device, precision, compile=config.compile_update)
 
     def save(name: str, with_replay: bool) -> None:
         counters = {**dataclasses.asdict(run), "epsilon": current_epsilon(
@@ -203,7 +207,8 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
             if run.step >= learning_starts and _crossed(run.step, config.train_freq, n):
                 if config.anneal_lr:  # lr_t = lr (1 - t / T), T the schedule's horizon
                     optimizer.param_groups[0]["lr"] = config.lr * max(0.0, 1 - run.step / horizon)
-                losses.add(train_phase(online, target_net, optimizer, buffer, config, device))
+                losses.add(train_phase(online, target_net, optimizer, buffer, config, device,
+                                       update_loss))
 
             # 5. sync: θ⁻ ← τ θ + (1 - τ) θ⁻ every target_update_interval steps
             if _crossed(run.step, config.target_update_interval, n):
@@ -282,12 +287,15 @@ def _crossed(step: int, every: int, n: int) -> bool:
 
 def chosen_preset(argv: Sequence[str]) -> str:
     """The preset a command line asks for: ``--preset`` if given, else ``atari`` for an
-    ALE id (``--env ALE/Pong-v5``), else ``cartpole``."""
+    ALE id (``--env ALE/Pong-v5``), ``minatar`` for a MinAtar id, else ``cartpole``."""
     peek = argparse.ArgumentParser(add_help=False)
     peek.add_argument("--preset", choices=sorted(PRESETS), default=None)
     peek.add_argument("--env", "--env-id", dest="env_id", default="")
     known, _ = peek.parse_known_args(argv)
-    return known.preset or ("atari" if is_atari(known.env_id) else "cartpole")
+    if known.preset:
+        return known.preset
+    return ("atari" if is_atari(known.env_id) else "minatar" if is_minatar(known.env_id)
+            else "cartpole")
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:

@@ -299,6 +299,15 @@ ATARI_TINY = preset("atari", total_steps=240, num_envs=2, learning_starts=64, ba
                     checkpoint_interval=120, device="cpu", torch_threads=1)
 
 
+def test_a_bf16_atari_run_learns_with_float32_weights():
+    result = train(dataclasses.replace(ATARI_TINY, total_steps=120, update_precision="bf16"))
+    weights = result.network.conv[0].weight
+    assert weights.dtype == torch.float32 and weights.is_contiguous(
+        memory_format=torch.channels_last)
+    assert all(torch.isfinite(p).all() for p in result.network.parameters())
+    assert np.isfinite([r["loss"] for r in result.episodes if not np.isnan(r["loss"])]).all()
+
+
 def test_the_atari_preset_is_the_papers_recipe():
     c = preset("atari")
     assert c.env_id == "ALE/Pong-v5" and c.network == "dueling" and c.aggregation == "mean"

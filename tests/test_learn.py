@@ -1,0 +1,92 @@
+"""The learning update: bf16 and compiled updates compute the float32 eager update, within
+a stated tolerance, and the 1/sqrt(2) gradient rescaling still acts under bf16."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from duel_tutorial.config import DQNConfig, preset
+from duel_tutorial.learn import UpdateLoss, cpu_has_fast_bf16, resolve_precision
+from duel_tutorial.model import DuelingQNetwork, MLPDuelingQNetwork, scale_combined_gradient
+from duel_tutorial.replay import Batch
+
+CPU = torch.device("cpu")
+
+
+def _frames_batch(n: int = 16, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    frames = lambda: torch.randint(0, 256, (n, 4, 84, 84), dtype=torch.uint8, generator=g)  # noqa: E731
+    return Batch(frames(), torch.randint(0, 6, (n,), generator=g), torch.randn(n, generator=g),
+                 frames(), torch.rand(n, generator=g) < 0.2, torch.zeros(n, dtype=torch.bool))
+
+
+def _loss_and_grad(net: torch.nn.Module, batch: Batch, update: UpdateLoss
+                   ) -> tuple[float, torch.Tensor]:
+    net = copy.deepcopy(net)
+    target = copy.deepcopy(net).requires_grad_(False)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=update.bf16):
+        next_q = target(batch.next_obs).float()
+    loss = update(net, target, batch, next_q)
+    loss.backward()
+    return loss.item(), torch.cat([p.grad.flatten() for p in net.parameters()])
+
+
+def test_a_bf16_update_agrees_with_the_float32_one_on_a_fixed_batch():
+    """Tolerance: loss within 2 %, gradient cosine above 0.99 (bf16 keeps 8 bits of
+    mantissa; the weights, the target and the loss stay float32)."""
+    torch.manual_seed(0)
+    net = DuelingQNetwork(n_actions=6)
+    config = preset("atari")
+    batch = _frames_batch()
+    loss32, grad32 = _loss_and_grad(net, batch, UpdateLoss(config, CPU, "fp32"))
+    loss16, grad16 = _loss_and_grad(net.to(memory_format=torch.channels_last), batch,
+                                    UpdateLoss(config, CPU, "bf16"))
+    assert abs(loss16 - loss32) < 0.02 * abs(loss32)
+    assert torch.nn.functional.cosine_similarity(grad16, grad32, dim=0) > 0.99
+    assert grad16.dtype == torch.float32  # gradients of float32 weights
+
+
+def test_the_gradient_rescaling_still_acts_under_bf16():
+    torch.manual_seed(0)
+    plain = DuelingQNetwork(n_actions=6)
+    scaled = copy.deepcopy(plain)
+    scale_combined_gradient(scaled, 2**-0.5)
+    update = UpdateLoss(preset("atari"), CPU, "bf16")
+    batch = _frames_batch(8)
+    grads = {}
+    for name, net in (("plain", plain), ("scaled", scaled)):
+        target = copy.deepcopy(net).requires_grad_(False)
+        update(net, target, batch, torch.zeros(8, 6)).backward()
+        grads[name] = {k: p.grad.norm().item() for k, p in net.named_parameters()}
+    for k in ("conv.0.weight", "lin.weight"):
+        assert abs(grads["scaled"][k] / grads["plain"][k] - 2**-0.5) < 0.02, k
+    assert abs(grads["scaled"]["state_value.weight"] / grads["plain"]["state_value.weight"]
+               - 1) < 0.02
+
+
+def test_a_compiled_update_computes_the_eager_one():
+    """torch.compile may reorder float32 arithmetic: loss and gradients within 1e-5."""
+    torch.manual_seed(0)
+    net = MLPDuelingQNetwork(4, 2)
+    config = DQNConfig(double_dqn=True, loss="huber")
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(torch.randn(32, 4, generator=g), torch.randint(0, 2, (32,), generator=g),
+                  torch.randn(32, generator=g), torch.randn(32, 4, generator=g),
+                  torch.rand(32, generator=g) < 0.1, torch.zeros(32, dtype=torch.bool))
+    eager = _loss_and_grad(net, batch, UpdateLoss(config, CPU))
+    compiled = _loss_and_grad(net, batch, UpdateLoss(config, CPU, compile=True))
+    assert abs(eager[0] - compiled[0]) < 1e-5
+    torch.testing.assert_close(compiled[1], eager[1], rtol=1e-5, atol=1e-6)
+
+
+def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
+    assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the book's reference numerics
+    assert not cpu_has_fast_bf16() and resolve_precision("auto", CPU) == "fp32"
+    with pytest.raises(ValueError, match="update_precision must be one of"):
+        resolve_precision("fp16", CPU)
+    with pytest.raises(ValueError, match=r"update_precision must be one of \('fp32', 'bf16', "):
+        DQNConfig(update_precision="half")

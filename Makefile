@@ -28,7 +28,7 @@ NBVAL_LAX := $(PY) -m pytest $(XDIST) --nbval-lax --nbval-current-env book -q \
 	--nbval-cell-timeout 600
 
 .PHONY: install test unit nbval portability lowest lint book browser-check code-lines notebooks \
-	clean
+	sweep-test clean
 
 install: $(VENV)/.installed
 
@@ -47,7 +47,11 @@ lint: install
 	$(VENV)/bin/jactionlint --no-online --profile correctness $(wildcard .github/workflows/*.yml)
 
 unit: install
-	$(UNDER_REFERENCE) $(PY) -m pytest $(XDIST) tests -q  # one thread per worker
+	$(UNDER_REFERENCE) $(PY) -m pytest $(XDIST) tests -q -m "not ray"  # one thread per worker
+
+# A 2 x 2 x 2 sweep on a local Ray instance (tests marked ray: Ray's start-up is slow).
+sweep-test: install
+	$(PY) -m pytest tests -q -m ray
 
 nbval: install
 	$(UNDER_REFERENCE) $(PY) -m pytest $(XDIST) --nbval --nbval-current-env book --nbval-sanitize-with book/nbval_sanitize.cfg \

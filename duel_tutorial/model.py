@@ -151,7 +151,30 @@ class DuelDQN(nn.Module):
         return q
 
 
-class DuelingQNetwork(nn.Module):
+class TwoStreamQNetwork(nn.Module):
+    """What every dueling network here shares: a trunk ``features(obs) -> h``, a value
+    stream ``state_value`` and an advantage stream ``action_value`` reading ``h``, and
+    their aggregation. Subclasses build the layers and define ``features``."""
+
+    aggregation: Aggregation
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def streams(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(value (B, 1), advantage (B, n_actions))`` before aggregation."""
+        h = self.features(obs)
+        value, advantage = self.state_value(h), self.action_value(h)
+        if obs.dim() == 3:
+            return value.squeeze(0), advantage.squeeze(0)
+        return value, advantage
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values ``q: (B, n_actions)`` (or ``(n_actions,)`` for unbatched input)."""
+        return aggregate(*self.streams(obs), method=self.aggregation)
+
+
+class DuelingQNetwork(TwoStreamQNetwork):
     """The convolutional dueling network, configurable.
 
     Args:
@@ -186,18 +209,6 @@ class DuelingQNetwork(nn.Module):
         """Shared trunk: ``(B, C, 84, 84) -> (B, 512)``."""
         x = frames_to_float(obs, self.in_channels, self.lin.weight)
         return self.activation(self.lin(self.conv(x).flatten(start_dim=1)))
-
-    def streams(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(value (B, 1), advantage (B, n_actions))`` before aggregation."""
-        h = self.features(obs)
-        value, advantage = self.state_value(h), self.action_value(h)
-        if obs.dim() == 3:
-            return value.squeeze(0), advantage.squeeze(0)
-        return value, advantage
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values ``q: (B, n_actions)`` (or ``(n_actions,)`` for unbatched input)."""
-        return aggregate(*self.streams(obs), method=self.aggregation)
 
 
 class QNetwork(nn.Module):
@@ -249,7 +260,7 @@ def grids_to_float(obs: torch.Tensor, in_channels: int, weight: torch.Tensor) ->
     return obs.to(weight.dtype)  # bool and 0/1 grids as 0.0 / 1.0
 
 
-class MinAtarDuelingQNetwork(nn.Module):
+class MinAtarDuelingQNetwork(TwoStreamQNetwork):
     """The dueling network on MinAtar's DQN architecture (Young and Tian, 2019).
 
     ``(B, C, 10, 10) -> conv 16 @ 3x3 -> ReLU -> 1024 -> lin 128 -> ReLU -> h``, then the
@@ -274,18 +285,6 @@ class MinAtarDuelingQNetwork(nn.Module):
         """Shared trunk: ``(B, C, 10, 10) -> (B, hidden)``."""
         x = grids_to_float(obs, self.in_channels, self.lin.weight)
         return self.activation(self.lin(self.conv(x).flatten(start_dim=1)))
-
-    def streams(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(value (B, 1), advantage (B, n_actions))`` before aggregation."""
-        h = self.features(obs)
-        value, advantage = self.state_value(h), self.action_value(h)
-        if obs.dim() == 3:
-            return value.squeeze(0), advantage.squeeze(0)
-        return value, advantage
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values ``q: (B, n_actions)`` (or ``(n_actions,)`` for unbatched input)."""
-        return aggregate(*self.streams(obs), method=self.aggregation)
 
 
 class MinAtarQNetwork(nn.Module):
@@ -463,7 +462,7 @@ def scale_combined_gradient(network: DuelingQNetwork, scale: float) -> None:
     pass is unchanged. A ``copy.deepcopy`` of the network (the target network) carries the
     hook, which does nothing there: it runs without gradients.
     """
-    if not isinstance(network, DuelingQNetwork | MinAtarDuelingQNetwork):
+    if not isinstance(network, TwoStreamQNetwork):
         raise ValueError(f"scale_combined_gradient needs a DuelingQNetwork; got "
                          f"{type(network).__name__}")
 

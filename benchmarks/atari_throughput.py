@@ -156,6 +156,11 @@ def main() -> None:
                         help="device of both sides' networks (ours keeps replay there too)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for both sides (0: torch's default) [default: 1]")
+    parser.add_argument("--update-precision", choices=("bf16", "auto"), default=None,
+                        help="add a variant of ours with this update precision")
+    parser.add_argument("--compile-update", action="store_true",
+                        help="add a variant of ours with the update compiled (with "
+                        "--update-precision: both)")
     parser.add_argument("--json", default=None, help="also write the results with provenance")
     args = parser.parse_args()
     n_envs, batch = preset("atari").num_envs, preset("atari").batch_size
@@ -177,6 +182,12 @@ def main() -> None:
     nature = {"network": "single", "double_dqn": False}
     runs: dict[str, Callable[[DQNConfig], Timing]] = {OURS: ours, OURS_NATURE: ours, SB3: sb3}
     overrides: dict[str, dict[str, Any]] = {OURS: {}, OURS_NATURE: nature, SB3: {}}
+    if args.update_precision or args.compile_update:  # the levers of DQNConfig
+        lever = {"update_precision": args.update_precision or "fp32",
+                 "compile_update": args.compile_update}
+        name = f"ours ({lever['update_precision']}" + (", compiled)" if args.compile_update
+                                                       else ")")
+        runs[name], overrides[name] = ours, lever
 
     # One short untimed run each first: imports, ROM loading and torch's lazy set-up would
     # otherwise land in the first timed run (and, in a warm-up run, be subtracted).
@@ -221,6 +232,10 @@ def main() -> None:
               f"   ({each})")
     print(f"ratio ours / SB3:                              {sps[OURS] / sps[SB3]:.2f}x")
     print(f"ratio ours (Nature CNN, max target) / SB3:     {sps[OURS_NATURE] / sps[SB3]:.2f}x")
+    for name in runs:
+        if name not in (OURS, OURS_NATURE, SB3):
+            print(f"ratio {name} / SB3: {sps[name] / sps[SB3]:.2f}x; / ours: "
+                  f"{sps[name] / sps[OURS]:.2f}x")
     if args.json:
         write_provenance(args.json, provenance(
             device=args.device, wall_time_s=wall, versions=versions, env_id=args.env_id,

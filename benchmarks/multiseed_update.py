@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
-import numpy as np
 import torch
+from _timing import median_ms  # benchmarks/_timing.py
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from duel_tutorial.config import preset
@@ -103,15 +102,6 @@ class Stacked:
         for t, x in zip(self.tensors, grads, strict=True):
             t.grad = x * scale.view(-1, *([1] * (x.dim() - 1)))
         self.opt.step()
-
-
-def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def main() -> None:

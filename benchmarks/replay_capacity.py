@@ -19,10 +19,10 @@ quarters it (the frame size changes the gather, not the index arithmetic).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from _timing import median_ms  # benchmarks/_timing.py
 
 from duel_tutorial.replay import FrameReplayBuffer
 
@@ -40,15 +40,6 @@ def filled(capacity: int, frame: int, num_envs: int = 4) -> FrameReplayBuffer:
              "first": first, "valid": valid, "written": np.array([3 * buffer.slots])}
     buffer.load_state_dict(state)
     return buffer
-
-
-def median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
 
 
 def main() -> None:

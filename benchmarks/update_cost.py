@@ -59,9 +59,7 @@ def make_update(precision: str, compile: bool, batch: Batch):
     params = list(online.parameters())
 
     def update() -> None:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            next_q = target(batch.next_obs).float()
-        loss = loss_fn(online, target, batch, next_q)
+        loss = loss_fn(online, target, batch, loss_fn.next_q_target(target, batch.next_obs))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

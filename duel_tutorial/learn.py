@@ -24,16 +24,17 @@ from __future__ import annotations
 import functools
 import math
 import os
+import typing
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from duel_tutorial.config import DQNConfig
+from duel_tutorial.config import DQNConfig, Precision
 from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.targets import dqn_loss
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = typing.get_args(Precision)  # ("fp32", "bf16", "auto")
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -79,9 +80,15 @@ class UpdateLoss:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16' (resolve 'auto' first); "
                              f"got {precision!r}")
-        self.bf16 = precision == "bf16"
+        self.bf16, self.device_type = precision == "bf16", device.type
         fn = functools.partial(_loss, config=config, bf16=self.bf16, device_type=device.type)
         self.fn = torch.compile(fn, dynamic=False) if compile else fn
+
+    @torch.no_grad()
+    def next_q_target(self, target_net: nn.Module, next_obs: torch.Tensor) -> torch.Tensor:
+        """``Q_target(s', .)`` in float32, computed in this update's precision."""
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            return target_net(next_obs).float()
 
     def __call__(self, online: nn.Module, target_net: nn.Module, batch: Batch,
                  next_q_target: torch.Tensor) -> torch.Tensor:
@@ -122,13 +129,11 @@ def train_phase(
     too, and frame stacks go to channels_last memory.
     """
     loss_fn = loss_fn or UpdateLoss(config, device)
-    bf16 = loss_fn.bf16
     steps, size = config.gradient_steps, config.batch_size
     phase = buffer.sample(size, device, n_batches=steps)  # all minibatches, stacked
-    if bf16:
+    if loss_fn.bf16:
         phase = channels_last(phase)
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        next_q_target_all = target_net(phase.next_obs).float()  # (steps * size, n_actions)
+    next_q_target_all = loss_fn.next_q_target(target_net, phase.next_obs)  # (steps * size, A)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     total = torch.zeros((), device=device)
     for k in range(steps):

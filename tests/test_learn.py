@@ -27,9 +27,7 @@ def _loss_and_grad(net: torch.nn.Module, batch: Batch, update: UpdateLoss
                    ) -> tuple[float, torch.Tensor]:
     net = copy.deepcopy(net)
     target = copy.deepcopy(net).requires_grad_(False)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=update.bf16):
-        next_q = target(batch.next_obs).float()
-    loss = update(net, target, batch, next_q)
+    loss = update(net, target, batch, update.next_q_target(target, batch.next_obs))
     loss.backward()
     return loss.item(), torch.cat([p.grad.flatten() for p in net.parameters()])
 

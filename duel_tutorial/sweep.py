@@ -32,6 +32,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -161,8 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in config_overrides(args).items()
                  if k not in ("env_id", "network", "seed")}
-    env_ids = [g if "/" in g or g.endswith(tuple(f"-v{i}" for i in range(10)))
-               else f"MinAtar/{g}-v1" for g in args.games]
+    # a full id (ALE/Pong-v5, CartPole-v1) as given; a bare name (Breakout): MinAtar's game
+    env_ids = [g if re.search(r"-v\d+$", g) else f"MinAtar/{g}-v1" for g in args.games]
     try:
         base = dataclasses.replace(PRESETS[args.preset], **overrides)
         configs = grid(base, env_ids, args.networks, args.seeds)

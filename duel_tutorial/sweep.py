@@ -52,9 +52,10 @@ def trial_name(config: DQNConfig) -> str:
 
 def grid(base: DQNConfig, env_ids: Sequence[str], networks: Sequence[str],
          seeds: Sequence[int]) -> list[DQNConfig]:
-    """Every combination, as full configs (validated now, not in a worker)."""
+    """Every combination, as full configs (validated now, not in a worker), seed by seed:
+    a sweep stopped part way has the same seeds done for every game and network."""
     return [dataclasses.replace(base, env_id=env_id, network=network, seed=seed)
-            for env_id in env_ids for network in networks for seed in seeds]
+            for seed in seeds for env_id in env_ids for network in networks]
 
 
 def run_trial(config: DQNConfig, root: str | Path, eval_episodes: int = 10) -> dict[str, Any]:

@@ -29,6 +29,7 @@ From the shell (flags are generated from :class:`~duel_tutorial.config.DQNConfig
 
     python -m duel_tutorial.train --env CartPole-v1 --seed 0 --out runs/cartpole-s0
     python -m duel_tutorial.train --out runs/cartpole-s0 --resume    # after an interruption
+    python -m duel_tutorial.train ... --stop-at 500000   # a session of a longer run
     python -m duel_tutorial.evaluate runs/cartpole-s0 --episodes 20
 
 A run directory (see :mod:`duel_tutorial.run`, which alone reads and writes it) holds
@@ -102,7 +103,7 @@ class TrainResult:
     steps: int  # environment steps done in total (including before a resume)
     wall_time_s: float  # this session's training time
     out_dir: Path | None = None
-    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM before total_steps
+    interrupted: bool = False  # stopped by Ctrl-C, SIGTERM or stop_at before total_steps
 
     def returns(self) -> np.ndarray:
         """Returns of the episodes finished in this session, in order."""
@@ -116,6 +117,7 @@ def train(
     resume: bool = False,
     progress: bool | str = False,
     command: str | None = None,
+    stop_at: int | None = None,
 ) -> TrainResult:
     """Train a DQN as ``config`` says; write a run to ``out_dir`` if given.
 
@@ -129,7 +131,15 @@ def train(
             are not a terminal (nohup, Slurm, CI); ``False`` or ``"off"``: nothing.
         command: the command recorded in checkpoints' provenance (default: this
             process's command line).
+        stop_at: end this session at that step, as Ctrl-C would: the ``last``
+            checkpoint is saved and ``resume=True`` continues the run. Everything up to
+            there is what the whole run does (the schedules are laid over
+            ``total_steps``), so a session-limited machine (Colab, a Slurm job) can train
+            a run in pieces.
     """
+    if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int)
+                                or stop_at < 1):
+        raise ValueError(f"stop_at must be a positive number of steps; got {stop_at!r}")
     threads = torch.get_num_threads()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)  # restored below; see DQNConfig.torch_threads
@@ -138,13 +148,14 @@ def train(
         raise ValueError("resume=True needs the out_dir of the run to continue")
     try:
         with run_lock(out), stop_on_signals() as stop:
-            return _train(config, out, resume, progress, command, stop)
+            return _train(config, out, resume, progress, command, stop, stop_at)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | str,
-           command: str | None, stop: threading.Event) -> TrainResult:
+           command: str | None, stop: threading.Event, stop_at: int | None = None
+           ) -> TrainResult:
     check_progress(progress)
     if out is not None:
         check_run_state(out, resume)
@@ -187,10 +198,11 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
                             wall=wall, with_replay=with_replay, device=device, command=command)
 
     horizon = run.schedule_horizon
+    end = min(config.total_steps, stop_at or config.total_steps)  # this session's last step
     obs = envs.reset(seed=config.seed + run.step)  # fresh episodes (on resume too)
     buffer.start(obs)  # they begin here (the frame buffer stores their first frames)
     try:  # a ValueError from here on is a failure of the run, not of its input
-        while run.step < config.total_steps and not stop.is_set():
+        while run.step < end and not stop.is_set():
             # 1. act: a random action with probability epsilon, else argmax_a Q(s, a)
             epsilon = current_epsilon(config, run.step, run.episode, horizon)
             actions = epsilon_greedy(online, obs, epsilon, n_actions, act_rng, device)
@@ -248,7 +260,7 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
             + (f" (the last good checkpoint, at step {kept:,}, is {out / 'last.safetensors'})"
                if kept is not None else "") + f". Lower the learning rate (now {config.lr:g}) "
             "or check the rewards and observations")
-    interrupted = stop.is_set() and run.step < config.total_steps
+    interrupted = (stop.is_set() or run.step >= end) and run.step < config.total_steps
     if out is not None:
         save("last", config.checkpoint_replay)  # what --resume extends
         if interrupted:
@@ -313,6 +325,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                         "ALE/... env id, else cartpole]")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                        help="end this session at STEP, checkpointed for --resume (the "
+                        "schedules stay those of --total-steps)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress output (a bar on a terminal, else a line now and then)")
     add_config_arguments(parser, chosen_preset(argv))
@@ -334,13 +349,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or Path("runs") / f"{config.env_id.replace('/', '-')}-s{config.seed}"
         command = " ".join([parser.prog, *argv])
         progress = "off" if args.no_progress else "bar" if sys.stderr.isatty() else "lines"
-        result = train(config, out, resume=args.resume, progress=progress, command=command)
+        result = train(config, out, resume=args.resume, progress=progress, command=command,
+                       stop_at=args.stop_at)
     except ValueError as err:  # bad input, found before the first step (see _train)
         parser.exit(2, f"{parser.prog}: error: {err}\n")
     except TrainingDiverged as err:
         parser.exit(1, f"{parser.prog}: error: {err}\n")
-    if result.interrupted:
-        return 130  # stopped by Ctrl-C or SIGTERM; _train said how to resume
+    if result.interrupted:  # _train said how to resume
+        asked = args.stop_at is not None and result.steps >= args.stop_at
+        return 0 if asked else 130  # 130: stopped by Ctrl-C or SIGTERM
     returns = result.returns()
     tail = returns[-10:].mean() if len(returns) else math.nan
     print(f"trained {config.env_id} ({config.network}) to step {result.steps} in "

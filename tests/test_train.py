@@ -415,6 +415,26 @@ def test_extending_total_steps_on_resume_keeps_the_schedules(tmp_path):
     assert final["optimizer"]["param_groups"][0]["lr"] == 0.0  # annealed over the 200 steps
 
 
+def test_stop_at_ends_a_session_part_way_through_the_same_run(tmp_path):
+    """A session stopped at a step is the start of the whole run (same episodes, same
+    schedules) and resumes to the end; the CLI exits 0 and says how to resume."""
+    whole = train(dataclasses.replace(TINY, total_steps=400))
+    out = tmp_path / "run"
+    part = train(dataclasses.replace(TINY, total_steps=400), out, stop_at=200)
+    assert part.interrupted and part.steps == 200 and not (out / "final.json").exists()
+    assert len(part.episodes) > 3
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "sps"} for r in rows]  # noqa: E731
+    np.testing.assert_equal(drop(part.episodes), drop(whole.episodes[:len(part.episodes)]))
+    rest = train(dataclasses.replace(TINY, total_steps=400), out, resume=True)
+    assert not rest.interrupted and rest.steps == 400
+    assert json.loads((out / "final.json").read_text())["schedule_horizon"] == 400
+    with pytest.raises(ValueError, match="stop_at must be a positive number of steps; got 0"):
+        train(TINY, stop_at=0)
+    cli = tmp_path / "cli"
+    assert main([*TINY_FLAGS, "--total-steps", "400", "--out", str(cli), "--stop-at", "200"]) == 0
+    assert json.loads((cli / "last.json").read_text())["step"] == 200
+
+
 def test_the_resumable_overrides_leave_the_algorithm_unchanged(tmp_path):
     """Two runs resumed from the same checkpoint, one of them with every resumable field
     changed (torch_threads aside: a thread count may change floating-point rounding),

@@ -1,4 +1,5 @@
-"""Scores over runs: the interquartile mean (IQM) and percentile bootstrap intervals.
+"""Scores over runs: the interquartile mean (IQM), percentile bootstrap intervals, and the
+probability of improvement of one algorithm over another across tasks.
 
 A deep RL result is a handful of runs, one per seed, and runs differ a lot. Agarwal et al.
 (2021, "Deep reinforcement learning at the edge of the statistical precipice") recommend
@@ -101,3 +102,51 @@ def bootstrap_ci(
         method="percentile", vectorized=True, rng=np.random.default_rng(seed))
     low, high = result.confidence_interval
     return Interval(_as_output(function(x, axis=0)), _as_output(low), _as_output(high))
+
+
+# --- comparing two algorithms over several tasks (Agarwal et al., 2021) ---------------------
+
+
+def probability_of_improvement(x: ArrayLike, y: ArrayLike) -> float:
+    """``P(X > Y) + P(X = Y) / 2`` for a run ``X`` drawn from ``x`` and a run ``Y`` from
+    ``y`` (one score per run): how often one algorithm's run beats the other's on this
+    task. It is the Mann-Whitney U statistic divided by ``len(x) * len(y)``; 0.5 means
+    neither is ahead."""
+    x, y = _check_scores(x, min_runs=1), _check_scores(y, min_runs=1)
+    if x.ndim != 1 or y.ndim != 1:
+        raise ValueError(f"x and y must be one score per run, (runs,); got shapes "
+                         f"{x.shape} and {y.shape}")
+    diff = x[:, None] - y[None, :]
+    return float((diff > 0).mean() + 0.5 * (diff == 0).mean())
+
+
+def stratified_bootstrap_ci(
+    tasks: list[tuple[ArrayLike, ...]],
+    statistic: Callable[[list[tuple[np.ndarray, ...]]], float],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """An aggregate over tasks and its percentile interval from a stratified bootstrap.
+
+    ``tasks`` holds, for each task (game), one array of per-run scores for each
+    algorithm; ``statistic(tasks)`` aggregates them into one number (e.g. the mean over
+    tasks of :func:`probability_of_improvement`). Each resample redraws, with
+    replacement, the runs of every algorithm within every task, so each task keeps its
+    number of runs (rliable's "stratified" bootstrap); the interval is the
+    ``(1 -+ confidence) / 2`` quantiles of the resampled statistic.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be an int >= 1; got {n_resamples!r}")
+    if not tasks:
+        raise ValueError("tasks must hold at least one task; got none")
+    data = [tuple(_check_scores(runs, min_runs=2) for runs in task) for task in tasks]
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_resamples)
+    for i in range(n_resamples):
+        values[i] = statistic([tuple(runs[rng.integers(0, len(runs), len(runs))]
+                                     for runs in task) for task in data])
+    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Interval(float(statistic(data)), float(low), float(high))

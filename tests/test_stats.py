@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import mannwhitneyu
 
-from duel_tutorial.stats import bootstrap_ci, iqm
+from duel_tutorial.stats import (
+    bootstrap_ci,
+    iqm,
+    probability_of_improvement,
+    stratified_bootstrap_ci,
+)
 
 
 def test_iqm_of_one_to_eight_is_the_mean_of_three_to_six():
@@ -102,3 +108,60 @@ def test_bad_input_names_what_was_expected(scores, kwargs, message):
 def test_iqm_of_no_runs_is_an_error():
     with pytest.raises(ValueError, match="at least 1 run"):
         iqm([])
+
+
+def test_probability_of_improvement_counts_wins_and_half_ties():
+    assert probability_of_improvement([3, 4], [1, 2]) == 1.0
+    assert probability_of_improvement([1, 2], [3, 4]) == 0.0
+    assert probability_of_improvement([1, 3], [2, 2]) == 0.5  # one win, one loss per pair
+    assert probability_of_improvement([2, 2], [2, 2]) == 0.5  # all ties
+    assert probability_of_improvement([2, 5, 7], [1, 5]) == pytest.approx(4.5 / 6)
+
+
+def test_probability_of_improvement_is_mann_whitney_u_over_nm():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=7).round(1), rng.normal(size=5).round(1)
+    u = mannwhitneyu(x, y).statistic
+    assert probability_of_improvement(x, y) == pytest.approx(u / (7 * 5))
+
+
+def test_stratified_bootstrap_resamples_runs_within_each_task():
+    seen = []
+
+    def record(tasks):
+        seen.append([tuple(len(runs) for runs in task) for task in tasks])
+        return float(np.mean([runs.mean() for task in tasks for runs in task]))
+
+    tasks = [([1.0, 2.0, 3.0], [4.0, 5.0]), ([0.0, 0.0, 9.0, 9.0], [1.0, 1.0])]
+    estimate, low, high = stratified_bootstrap_ci(tasks, record, n_resamples=200)
+    assert all(sizes == [(3, 2), (4, 2)] for sizes in seen)  # run counts kept per task
+    assert low <= estimate <= high and low < high
+
+
+def test_stratified_bootstrap_of_a_clear_winner_excludes_one_half():
+    rng = np.random.default_rng(0)
+    tasks = [(rng.normal(1.0, 0.1, 5), rng.normal(0.0, 0.1, 5)) for _ in range(5)]
+
+    def poi(t):
+        return float(np.mean([probability_of_improvement(x, y) for x, y in t]))
+
+    estimate, low, _ = stratified_bootstrap_ci(tasks, poi)
+    assert estimate == 1.0 and low > 0.5
+    assert stratified_bootstrap_ci(tasks, poi, seed=3) == stratified_bootstrap_ci(
+        tasks, poi, seed=3)
+
+
+@pytest.mark.parametrize(("x", "y", "message"), [
+    ([[1, 2]], [1], r"one score per run, \(runs,\); got shapes \(1, 2\) and \(1,\)"),
+    ([], [1], "at least 1"),
+])
+def test_probability_of_improvement_rejects_bad_input(x, y, message):
+    with pytest.raises(ValueError, match=message):
+        probability_of_improvement(x, y)
+
+
+def test_stratified_bootstrap_needs_tasks_with_two_runs_each():
+    with pytest.raises(ValueError, match="at least one task"):
+        stratified_bootstrap_ci([], lambda t: 0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        stratified_bootstrap_ci([([1.0], [2.0, 3.0])], lambda t: 0.0)

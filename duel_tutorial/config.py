@@ -93,6 +93,10 @@ class DQNConfig:
         "environment steps between training phases", "Mnih et al. (2015)"))
     gradient_steps: int = field(default=4, metadata=_doc(
         "gradient steps per training phase", "tuned: one per environment step"))
+    n_step: int = field(default=1, metadata=_doc(
+        "n-step returns: the TD target sums n rewards before it bootstraps (fewer where the "
+        "game ends); > 1 needs the frame replay of ALE ids",
+        "Sutton (1988); Hessel et al. (2018) use 3"))
     double_dqn: bool = field(default=False, metadata=_doc(
         "Double DQN target (online argmax, target value) instead of max",
         "van Hasselt et al. (2016)"))
@@ -168,7 +172,8 @@ class DQNConfig:
             elif hint is str and not isinstance(value, str):
                 _bad(name, "a string", value)
         for name in ("total_steps", "num_envs", "hidden", "batch_size", "buffer_capacity",
-                     "train_freq", "gradient_steps", "target_update_interval", "eval_episodes"):
+                     "train_freq", "gradient_steps", "target_update_interval", "eval_episodes",
+                     "n_step"):
             if getattr(self, name) < 1:
                 _bad(name, ">= 1", getattr(self, name))
         for name in ("seed", "learning_starts", "checkpoint_interval", "torch_threads",
@@ -179,6 +184,9 @@ class DQNConfig:
             _bad("lr", "a finite number > 0", self.lr)
         if not 0.0 <= self.gamma <= 1.0:
             _bad("gamma", "in [0, 1]", self.gamma)
+        if self.n_step > 1 and not self.env_id.startswith("ALE/"):
+            raise ValueError(f"DQNConfig.n_step > 1 needs the frame replay of an ALE/... env "
+                             f"id; got n_step={self.n_step} with env_id={self.env_id!r}")
         if not 0.0 < self.tau <= 1.0:
             _bad("tau", "in (0, 1]", self.tau)
         if not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):

@@ -124,13 +124,18 @@ def train_phase(
     to floating-point rounding); what is saved is one small forward pass per gradient
     step, which matters for long phases (the zoo's 128 steps) on a CPU.
 
+    With ``config.n_step > 1`` the minibatches are n-step transitions (see
+    :class:`~duel_tutorial.replay.Batch`) and each target bootstraps with its own
+    ``γ^m``.
+
     ``loss_fn`` (an :class:`UpdateLoss`) sets the precision and compilation; the default
     is the float32 eager loss. In bf16 the phase's target forward runs under autocast
     too, and frame stacks go to channels_last memory.
     """
     loss_fn = loss_fn or UpdateLoss(config, device)
     steps, size = config.gradient_steps, config.batch_size
-    phase = buffer.sample(size, device, n_batches=steps)  # all minibatches, stacked
+    n_step = {"n_step": config.n_step, "gamma": config.gamma} if config.n_step > 1 else {}
+    phase = buffer.sample(size, device, n_batches=steps, **n_step)  # all minibatches, stacked
     if loss_fn.bf16:
         phase = channels_last(phase)
     next_q_target_all = loss_fn.next_q_target(target_net, phase.next_obs)  # (steps * size, A)
@@ -138,7 +143,8 @@ def train_phase(
     total = torch.zeros((), device=device)
     for k in range(steps):
         mb = slice(k * size, (k + 1) * size)  # minibatch k
-        loss = loss_fn(online, target_net, Batch(*(field[mb] for field in phase)),
+        loss = loss_fn(online, target_net,
+                       Batch(*(None if field is None else field[mb] for field in phase)),
                        next_q_target_all[mb])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -34,7 +34,13 @@ class Batch(NamedTuple):
     """A minibatch of ``B`` transitions, as tensors on the requested device.
 
     ``obs, next_obs: (B, *obs_shape)`` in the stored dtype; ``action: (B,)`` int64;
-    ``reward: (B,)`` float32; ``terminated, truncated: (B,)`` bool.
+    ``reward: (B,)`` float32; ``terminated, truncated: (B,)`` bool. An n-step batch
+    (:meth:`FrameReplayBuffer.sample` with ``n_step > 1``) holds in ``reward`` the
+    discounted sum of ``m <= n`` rewards, ``r_t + γ r_{t+1} + ... + γ^{m-1} r_{t+m-1}``,
+    in ``next_obs`` the observation ``m`` steps on, in ``terminated, truncated`` the flags
+    of the last step summed, and in ``discount: (B,)`` float32 ``γ^m``, the factor of the
+    bootstrap; ``m < n`` where the game (or a life) ended first. ``discount`` is ``None``
+    for one-step batches, whose factor is ``γ``.
     """
 
     obs: torch.Tensor
@@ -43,6 +49,7 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
+    discount: torch.Tensor | None = None  # n-step batches: (B,) γ^m, m the rewards summed
 
 
 class ReplayBuffer:
@@ -159,14 +166,20 @@ class ReplayBuffer:
         return self.rng.integers(0, self.size, size=n_batches * batch_size)
 
     def sample(
-        self, batch_size: int, device: torch.device | str | None = None, *, n_batches: int = 1
+        self, batch_size: int, device: torch.device | str | None = None, *, n_batches: int = 1,
+        n_step: int = 1, gamma: float | None = None,
     ) -> Batch:
         """A uniformly sampled :class:`Batch` of ``batch_size`` transitions on ``device``.
 
         ``n_batches > 1`` draws that many independent minibatches at once, stacked along
         the first axis (``n_batches * batch_size`` rows; minibatch ``k`` is rows
         ``k * batch_size`` to ``(k + 1) * batch_size``): one numpy call instead of many.
+        ``n_step`` must be 1: whole transitions do not say which one follows which (the
+        frame replay, which keeps each environment's steps in order, has n-step returns).
         """
+        if n_step != 1:
+            raise ValueError(f"ReplayBuffer samples one-step transitions only (n-step returns "
+                             f"need FrameReplayBuffer, for ALE ids); got n_step={n_step!r}")
         idx = self.sample_indices(batch_size, n_batches)
         # arr[idx] is a fresh contiguous array: torch.from_numpy wraps it without a copy
         tensors = (torch.from_numpy(getattr(self, name)[idx]) for name in self.FIELDS)
@@ -271,6 +284,7 @@ class FrameReplayBuffer:
         self.truncated = torch.zeros(shape, dtype=torch.bool, device=self.device)
         self.first = np.zeros(shape, dtype=bool)  # host: they choose the sampled indices
         self.valid = np.zeros(shape, dtype=bool)
+        self.ended = np.zeros(shape, dtype=bool)  # host copy of terminated | truncated
         self.written = 0  # slots written per stream since the start (not wrapped)
         self._sampleable = 0  # valid slots in the window: len(self), kept up to date
 
@@ -356,6 +370,8 @@ class FrameReplayBuffer:
         self.truncated[:, slot] = torch.as_tensor(np.asarray(truncated, dtype=bool)).to(
             self.device)
         self.valid[:, slot] = ~new_game  # the step into a new game is not a transition
+        self.ended[:, slot] = np.asarray(terminated, dtype=bool) | np.asarray(truncated,
+                                                                              dtype=bool)
         self._write_frames(next_obs, new_game)
 
     def sample_indices(self, batch_size: int, n_batches: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -382,14 +398,24 @@ class FrameReplayBuffer:
         return stream, slot
 
     def sample(
-        self, batch_size: int, device: torch.device | str | None = None, *, n_batches: int = 1
+        self, batch_size: int, device: torch.device | str | None = None, *, n_batches: int = 1,
+        n_step: int = 1, gamma: float | None = None,
     ) -> Batch:
         """A uniformly sampled :class:`Batch`: ``obs, next_obs (B, 4, 84, 84) uint8``.
 
         ``n_batches > 1`` stacks that many independent minibatches, as
-        :meth:`ReplayBuffer.sample`.
+        :meth:`ReplayBuffer.sample`. ``n_step > 1`` (with the discount ``gamma``) returns
+        n-step transitions (see :class:`Batch`): from a sampled step ``t``, the rewards of
+        steps ``t .. t + m - 1`` of the same stream, where ``m <= n_step`` stops after a
+        step that terminated or truncated and before a step not yet taken.
         """
+        if isinstance(n_step, bool) or not isinstance(n_step, int) or n_step < 1:
+            raise ValueError(f"n_step must be a positive int; got {n_step!r}")
         stream, slot = self.sample_indices(batch_size, n_batches)
+        if n_step > 1:
+            if gamma is None or not 0.0 <= gamma <= 1.0:
+                raise ValueError(f"n-step sampling needs gamma in [0, 1]; got {gamma!r}")
+            return self._sample_n_step(stream, slot, n_step, gamma, device)
         k = self.stack
         window = slot[:, None] + np.arange(-k + 1, 2)  # (B, k + 1): o_{t-k+1} .. o_{t+1}
         first = self.first[stream[:, None], window % self.slots]
@@ -410,6 +436,48 @@ class FrameReplayBuffer:
         t = w[:, k - 1]
         batch = Batch(obs, self.action[s, t], self.reward[s, t], next_obs,
                       self.terminated[s, t], self.truncated[s, t])
+        if device is None or torch.device(device) == dev:
+            return batch
+        return Batch(*(x.to(device, non_blocking=True) for x in batch))
+
+    def _stacks(self, stream: np.ndarray, end: np.ndarray) -> torch.Tensor:
+        """The observations ``(B, stack, 84, 84)`` whose newest frames are at slots ``end``
+        (unwrapped) of ``stream``, with the frames before a game's first zeroed."""
+        k = self.stack
+        window = end[:, None] + np.arange(-k + 1, 1)  # (B, k)
+        first = self.first[stream[:, None], window % self.slots]
+        # frame j is kept unless a game began after it, at or before the end
+        keep = np.zeros_like(first)
+        keep[:, -1] = True
+        keep[:, :-1] = np.flip(np.cumsum(np.flip(first[:, 1:], 1), 1), 1) == 0
+        s = torch.from_numpy(stream).to(self.device)
+        w = torch.from_numpy(window % self.slots).to(self.device)
+        mask = torch.from_numpy(keep).to(self.device)
+        return self.frames[s[:, None], w] * mask[:, :, None, None]
+
+    def _sample_n_step(self, stream: np.ndarray, slot: np.ndarray, n: int, gamma: float,
+                       device: torch.device | str | None) -> Batch:
+        """n-step transitions from the sampled steps ``(stream, slot)``: which steps to sum
+        is decided on the host (``valid``, ``ended``), so a GPU buffer never waits."""
+        steps = slot[:, None] + np.arange(n)  # (B, n): t .. t + n - 1
+        last_taken = self.written - 2  # the newest slot a step was taken from
+        rows, cols = stream[:, None], steps % self.slots
+        taken = self.valid[rows, cols] & (steps <= last_taken)
+        ended_before = np.cumsum(self.ended[rows, cols], 1) - self.ended[rows, cols] > 0
+        summed = np.cumprod(taken & ~ended_before, 1).astype(bool)  # a prefix of each row
+        m = summed.sum(1)  # >= 1: step t itself was sampled as valid
+        dev = self.device
+        s = torch.from_numpy(stream).to(dev)
+        w = torch.from_numpy(cols).to(dev)
+        weights = torch.from_numpy(summed * gamma ** np.arange(n, dtype=np.float64)).to(
+            dev, torch.float32)
+        reward = (self.reward[s[:, None], w] * weights).sum(1)  # Σ_{k<m} γ^k r_{t+k}
+        last = torch.from_numpy((slot + m - 1) % self.slots).to(dev)
+        t = torch.from_numpy(slot % self.slots).to(dev)
+        discount = torch.from_numpy((gamma ** m).astype(np.float32)).to(dev)
+        batch = Batch(self._stacks(stream, slot), self.action[s, t], reward,
+                      self._stacks(stream, slot + m), self.terminated[s, last],
+                      self.truncated[s, last], discount)
         if device is None or torch.device(device) == dev:
             return batch
         return Batch(*(x.to(device, non_blocking=True) for x in batch))
@@ -440,4 +508,5 @@ class FrameReplayBuffer:
             else:
                 current[...] = state[name]
         self.written = int(np.asarray(state["written"]).reshape(-1)[0])
+        self.ended = (self.terminated | self.truncated).cpu().numpy()
         self._sampleable = self._count_window()

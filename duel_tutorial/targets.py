@@ -35,7 +35,7 @@ def td_target(
     reward: torch.Tensor,
     terminated: torch.Tensor,
     next_q_target: torch.Tensor,
-    gamma: float,
+    gamma: float | torch.Tensor,
     next_q_online: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One-step TD targets ``y: (B,)``.
@@ -44,7 +44,7 @@ def td_target(
         reward: ``(B,)`` rewards r.
         terminated: ``(B,)`` bool, True where ``s'`` is terminal (no bootstrap there).
         next_q_target: ``(B, n_actions)`` target-network Q-values at ``s'``.
-        gamma: discount factor in [0, 1].
+        gamma: discount factor in [0, 1], or ``(B,)`` factors (``γ^m`` of n-step returns).
         next_q_online: ``(B, n_actions)`` online-network Q-values at ``s'`` for Double DQN
             (the online network picks the action, the target network values it);
             ``None`` for the plain DQN max target.
@@ -107,7 +107,9 @@ def dqn_loss(
             next_q_target = target_net(batch.next_obs)  # (B, n_actions)
         # Double DQN: the *current* online network picks a* = argmax_a' Q(s', a')
         next_q_online = online(batch.next_obs).float() if double else None
-        y = td_target(batch.reward, batch.terminated, next_q_target.float(), gamma,
+        # n-step batches: y = Σ_{k<m} γ^k r_{t+k} + γ^m (1 - terminated) V(s_{t+m})
+        discount = gamma if batch.discount is None else batch.discount
+        y = td_target(batch.reward, batch.terminated, next_q_target.float(), discount,
                       next_q_online)
     # Q(s, a) for the actions actually taken: (B,). float(): under bf16 autocast the
     # network returns bf16; the target and the loss stay float32 (a no-op in float32)

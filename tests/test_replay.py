@@ -203,7 +203,7 @@ def test_frame_replay_state_dict_round_trip_samples_the_same():
     copy.load_state_dict(buffer.state_dict())
     copy.rng.bit_generator.state = buffer.rng.bit_generator.state
     for a, b in zip(buffer.sample(64), copy.sample(64), strict=True):
-        assert torch.equal(a, b)
+        assert (a is None and b is None) or torch.equal(a, b)  # discount: None (one-step)
     with pytest.raises(ValueError, match="frames of shape"):
         FrameReplayBuffer(2 * 50, num_envs=2).load_state_dict(buffer.state_dict())
 
@@ -267,3 +267,54 @@ def test_frame_replay_length_is_a_running_count_that_matches_a_scan():
     copy = FrameReplayBuffer(3 * 12, num_envs=3, frame_shape=(2, 2), stack=4)
     copy.load_state_dict(buffer.state_dict())
     assert len(copy) == len(buffer) > 0
+
+
+def test_n_step_sampling_sums_rewards_until_the_game_or_a_life_ends():
+    """Every sampled n-step transition against the true rollout: the discounted sum of
+    the rewards of the same stream's next m <= n steps, stopping after a lost life,
+    a game over or a truncation and before a step not yet taken; next_obs m steps on."""
+    buffer = FrameReplayBuffer(2 * 150, num_envs=2, seed=0)
+    truth = _breakout_rollout(buffer, 400)
+    gamma, n = 0.9, 3
+    # distinct rewards, so that a wrong step or weight shows in the sum
+    buffer.reward.copy_(torch.rand(buffer.reward.shape, generator=torch.Generator().manual_seed(0)))
+    buffer.rng = np.random.default_rng(3)
+    stream, slot = buffer.sample_indices(64, n_batches=4)
+    buffer.rng = np.random.default_rng(3)
+    batch = buffer.sample(64, n_batches=4, n_step=n, gamma=gamma)
+    assert batch.discount.dtype == torch.float32 and batch.reward.shape == (256,)
+    lengths = []
+    for row, (i, t) in enumerate(zip(stream, slot, strict=True)):
+        m, total = 0, 0.0
+        while m < n and (i, t + m) in truth:
+            total += gamma**m * float(buffer.reward[i, (t + m) % buffer.slots])
+            m += 1
+            if truth[i, t + m - 1][4] or truth[i, t + m - 1][5]:  # terminated or truncated
+                break
+        lengths.append(m)
+        last = truth[i, t + m - 1]
+        np.testing.assert_array_equal(batch.obs[row].numpy(), truth[i, t][0])
+        np.testing.assert_array_equal(batch.next_obs[row].numpy(), last[3])
+        assert batch.action[row] == truth[i, t][1]
+        assert batch.reward[row].item() == pytest.approx(total, rel=1e-6)
+        assert batch.discount[row].item() == pytest.approx(gamma**m, rel=1e-6)
+        assert (batch.terminated[row].item(), batch.truncated[row].item()) == (
+            bool(last[4]), bool(last[5]))
+    assert lengths.count(n) > 150 and len(set(lengths)) == n  # most full, some cut short
+
+
+def test_n_step_one_is_the_one_step_batch_and_bad_n_is_refused():
+    buffer = FrameReplayBuffer(2 * 100, num_envs=2, seed=0)
+    _breakout_rollout(buffer, 120)
+    state = buffer.rng.bit_generator.state
+    one = buffer.sample(32)
+    buffer.rng.bit_generator.state = state
+    assert one.discount is None
+    for a, b in zip(one, buffer.sample(32, n_step=1, gamma=0.5), strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    with pytest.raises(ValueError, match="n-step sampling needs gamma in"):
+        buffer.sample(32, n_step=3)
+    with pytest.raises(ValueError, match="n_step must be a positive int; got 0"):
+        buffer.sample(32, n_step=0)
+    with pytest.raises(ValueError, match="need FrameReplayBuffer"):
+        ReplayBuffer(10, (4,)).sample(1, n_step=3)

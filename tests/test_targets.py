@@ -53,6 +53,27 @@ def test_terminated_does_not_bootstrap_but_truncated_does():
     torch.testing.assert_close(dqn_loss(online, target, batch, 0.9, loss="mse"), expected)
 
 
+def test_an_n_step_batch_bootstraps_with_its_own_discount():
+    # two n-step transitions: three rewards summed (discount 0.9^3), and one cut short by
+    # a truncation after two (0.9^2); the batch's discount replaces gamma in the target
+    online = nn.Linear(1, 2)
+    target = copy.deepcopy(online)
+    with torch.no_grad():
+        for net in (online, target):
+            net.weight.fill_(0.0)
+            net.bias.copy_(torch.tensor([2.0, 4.0]))
+    discount = torch.tensor([0.9**3, 0.9**2])
+    batch = Batch(obs=torch.zeros(2, 1), action=torch.zeros(2, dtype=torch.long),
+                  reward=torch.tensor([2.71, 1.9]), next_obs=torch.zeros(2, 1),
+                  terminated=torch.tensor([False, False]),
+                  truncated=torch.tensor([False, True]), discount=discount)
+    y = torch.tensor([2.71, 1.9]) + discount * 4.0
+    expected = td_loss(torch.full((2,), 2.0), y, "mse")
+    torch.testing.assert_close(dqn_loss(online, target, batch, 0.9, loss="mse"), expected)
+    torch.testing.assert_close(dqn_loss(online, target, batch, 0.9, loss="mse", double=True),
+                               expected)
+
+
 def test_huber_is_half_squared_error_near_zero_and_linear_far_away():
     q = torch.zeros(2)
     torch.testing.assert_close(td_loss(q, torch.tensor([0.5, 0.5])), torch.tensor(0.125))

@@ -67,6 +67,9 @@ def _n_params(net: torch.nn.Module) -> int:
         ({"network": "triple"}, "DQNConfig.network must be one of"),
         ({"epsilon_end": 0.5, "epsilon_start": 0.1}, "DQNConfig.epsilon_end must be <="),
         ({"batch_size": 2.5}, "DQNConfig.batch_size must be an int; got 2.5"),
+        ({"n_step": 0}, "DQNConfig.n_step must be >= 1; got 0"),
+        ({"n_step": 3}, "DQNConfig.n_step > 1 needs the frame replay of an ALE/... env id; "
+                        "got n_step=3 with env_id='CartPole-v1'"),
     ],
 )
 def test_config_rejects_out_of_range_values_in_one_line(override, message):
@@ -347,6 +350,25 @@ def test_atari_training_runs_resumes_and_keeps_its_frame_replay(tmp_path):
     assert np.array_equal(state["frames"][:, :61], first.buffer.state_dict()["frames"][:, :61])
     sidecar = json.loads((out / "final.json").read_text())
     assert sidecar["network"]["obs_shape"] == [4, 84, 84] and sidecar["step"] == 240
+
+
+def test_an_n_step_atari_run_learns_from_n_step_batches(monkeypatch):
+    import duel_tutorial.learn as learn_module
+
+    seen = []
+    real = learn_module.dqn_loss
+
+    def spy(online, target_net, batch, gamma, **kwargs):
+        seen.append(batch.discount)
+        return real(online, target_net, batch, gamma, **kwargs)
+
+    monkeypatch.setattr(learn_module, "dqn_loss", spy)
+    result = train(dataclasses.replace(ATARI_TINY, total_steps=120, n_step=3))
+    assert seen and all(d is not None and d.shape == (ATARI_TINY.batch_size,) for d in seen)
+    gamma = ATARI_TINY.gamma
+    powers = np.array([gamma**m for m in (1, 2, 3)])
+    assert all(np.isclose(d.numpy()[:, None], powers).any(1).all() for d in seen)
+    assert result.steps == 120
 
 
 def test_atari_evaluation_plays_one_full_game_per_episode():

@@ -277,6 +277,27 @@ PRESETS: dict[str, DQNConfig] = {
         epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.1,
         eval_interval=50_000, eval_episodes=10, checkpoint_interval=50_000, torch_threads=0,
     ),
+    # The paper's network and Double DQN targets (clipping at 10, 1/sqrt(2), Huber) with a
+    # recipe chosen for sample efficiency, after Tianshou's atari_dqn.py (its Pong run
+    # reaches 20; Tianshou's DQNPolicy uses Double DQN targets): 3-step returns (also
+    # Hessel et al., 2018), one update per 10 agent steps, a target copy every 500
+    # updates (5,000 steps), batch 32, 100k replay, Adam at 1e-4. Kept from the atari
+    # preset: Adam eps 1.5e-4, learning from 20k transitions, epsilon 1 -> 0.01 over the
+    # first 10% (Tianshou: to 0.05 over 1M steps), 4 envs. The run is 1M agent steps
+    # (the paper: 50M; the atari preset: 2.5M). Departures from the paper's recipe:
+    # n-step returns, the update and target periods, the replay size, Adam (the paper
+    # defers to van Hasselt et al., 2016: RMSProp), the epsilon schedule. Not yet
+    # measured to reach 19 in an hour on a 2-core CPU (the goal it was chosen for).
+    "atari-fast": DQNConfig(
+        env_id="ALE/Pong-v5", total_steps=1_000_000, num_envs=4, lr=1e-4, adam_eps=1.5e-4,
+        anneal_lr=False, gamma=0.99, n_step=3, batch_size=32, buffer_capacity=100_000,
+        learning_starts=20_000, train_freq=10, gradient_steps=1, double_dqn=True,
+        loss="huber", max_grad_norm=10.0, trunk_grad_scale=2**-0.5,
+        target_update_interval=5_000, tau=1.0, epsilon_schedule="linear",
+        epsilon_start=1.0, epsilon_end=0.01, exploration_fraction=0.1,
+        eval_interval=50_000, eval_episodes=10, checkpoint_interval=50_000,
+        update_precision="auto", torch_threads=0,
+    ),
     # MinAtar (Young and Tian, 2019) with the dueling paper's recipe: their DQN baseline's
     # batch 32, replay 100k from 5,000 steps, target copy every 1,000 steps, epsilon
     # 1 -> 0.1, Huber loss, gamma 0.99; the paper's Double DQN targets, clipping at 10 and

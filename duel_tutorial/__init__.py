@@ -18,7 +18,7 @@ from duel_tutorial.model import (
     MLPQNetwork,
     QNetwork,
 )
-from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
+from duel_tutorial.replay import Batch, FrameReplayBuffer, NStepBatch, ReplayBuffer
 from duel_tutorial.saliency import (
     Box,
     SaliencyMaps,
@@ -50,6 +50,7 @@ __all__ = [
     "LayerShape",
     "MLPDuelingQNetwork",
     "MLPQNetwork",
+    "NStepBatch",
     "QNetwork",
     "ReplayBuffer",
     "SaliencyMaps",

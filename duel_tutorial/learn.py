@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from duel_tutorial.config import DQNConfig, Precision
-from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
+from duel_tutorial.replay import Batch, FrameReplayBuffer, NStepBatch, ReplayBuffer
 from duel_tutorial.targets import dqn_loss
 
 PRECISIONS = typing.get_args(Precision)  # ("fp32", "bf16", "auto")
@@ -63,7 +63,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
 
 
-def _loss(online: nn.Module, target_net: nn.Module, batch: Batch, next_q_target: torch.Tensor,
+def _loss(online: nn.Module, target_net: nn.Module, batch: Batch | NStepBatch,
+          next_q_target: torch.Tensor,
           *, config: DQNConfig, bf16: bool, device_type: str) -> torch.Tensor:
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
         # L = loss(Q(s, a), y), y = r + γ (1 - terminated) Q_target(s', a*)
@@ -90,12 +91,12 @@ class UpdateLoss:
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
             return target_net(next_obs).float()
 
-    def __call__(self, online: nn.Module, target_net: nn.Module, batch: Batch,
+    def __call__(self, online: nn.Module, target_net: nn.Module, batch: Batch | NStepBatch,
                  next_q_target: torch.Tensor) -> torch.Tensor:
         return self.fn(online, target_net, batch, next_q_target)
 
 
-def channels_last(batch: Batch) -> Batch:
+def channels_last(batch: Batch | NStepBatch) -> Batch | NStepBatch:
     """Frame stacks ``(B, C, H, W)`` in channels_last memory (the same values)."""
     if batch.obs.dim() != 4:
         return batch
@@ -124,8 +125,8 @@ def train_phase(
     to floating-point rounding); what is saved is one small forward pass per gradient
     step, which matters for long phases (the zoo's 128 steps) on a CPU.
 
-    With ``config.n_step > 1`` the minibatches are n-step transitions (see
-    :class:`~duel_tutorial.replay.Batch`) and each target bootstraps with its own
+    With ``config.n_step > 1`` the minibatches are n-step transitions
+    (:class:`~duel_tutorial.replay.NStepBatch`) and each target bootstraps with its own
     ``γ^m``.
 
     ``loss_fn`` (an :class:`UpdateLoss`) sets the precision and compilation; the default
@@ -143,8 +144,7 @@ def train_phase(
     total = torch.zeros((), device=device)
     for k in range(steps):
         mb = slice(k * size, (k + 1) * size)  # minibatch k
-        loss = loss_fn(online, target_net,
-                       Batch(*(None if field is None else field[mb] for field in phase)),
+        loss = loss_fn(online, target_net, type(phase)(*(field[mb] for field in phase)),
                        next_q_target_all[mb])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -34,13 +34,7 @@ class Batch(NamedTuple):
     """A minibatch of ``B`` transitions, as tensors on the requested device.
 
     ``obs, next_obs: (B, *obs_shape)`` in the stored dtype; ``action: (B,)`` int64;
-    ``reward: (B,)`` float32; ``terminated, truncated: (B,)`` bool. An n-step batch
-    (:meth:`FrameReplayBuffer.sample` with ``n_step > 1``) holds in ``reward`` the
-    discounted sum of ``m <= n`` rewards, ``r_t + γ r_{t+1} + ... + γ^{m-1} r_{t+m-1}``,
-    in ``next_obs`` the observation ``m`` steps on, in ``terminated, truncated`` the flags
-    of the last step summed, and in ``discount: (B,)`` float32 ``γ^m``, the factor of the
-    bootstrap; ``m < n`` where the game (or a life) ended first. ``discount`` is ``None``
-    for one-step batches, whose factor is ``γ``.
+    ``reward: (B,)`` float32; ``terminated, truncated: (B,)`` bool.
     """
 
     obs: torch.Tensor
@@ -49,7 +43,23 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
-    discount: torch.Tensor | None = None  # n-step batches: (B,) γ^m, m the rewards summed
+
+
+class NStepBatch(NamedTuple):
+    """A minibatch of ``B`` n-step transitions (:meth:`FrameReplayBuffer.sample` with
+    ``n_step > 1``): the fields of :class:`Batch`, where ``reward`` is the discounted sum
+    of ``m <= n`` rewards, ``r_t + γ r_{t+1} + ... + γ^{m-1} r_{t+m-1}``, ``next_obs`` the
+    observation ``m`` steps on and ``terminated, truncated`` the flags of the last step
+    summed, and ``discount: (B,)`` float32 ``γ^m``, the factor of the bootstrap (``m < n``
+    where the game or a life ended first)."""
+
+    obs: torch.Tensor
+    action: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    discount: torch.Tensor
 
 
 class ReplayBuffer:
@@ -400,12 +410,12 @@ class FrameReplayBuffer:
     def sample(
         self, batch_size: int, device: torch.device | str | None = None, *, n_batches: int = 1,
         n_step: int = 1, gamma: float | None = None,
-    ) -> Batch:
+    ) -> Batch | NStepBatch:
         """A uniformly sampled :class:`Batch`: ``obs, next_obs (B, 4, 84, 84) uint8``.
 
         ``n_batches > 1`` stacks that many independent minibatches, as
         :meth:`ReplayBuffer.sample`. ``n_step > 1`` (with the discount ``gamma``) returns
-        n-step transitions (see :class:`Batch`): from a sampled step ``t``, the rewards of
+        an :class:`NStepBatch`: from a sampled step ``t``, the rewards of
         steps ``t .. t + m - 1`` of the same stream, where ``m <= n_step`` stops after a
         step that terminated or truncated and before a step not yet taken.
         """
@@ -456,7 +466,7 @@ class FrameReplayBuffer:
         return self.frames[s[:, None], w] * mask[:, :, None, None]
 
     def _sample_n_step(self, stream: np.ndarray, slot: np.ndarray, n: int, gamma: float,
-                       device: torch.device | str | None) -> Batch:
+                       device: torch.device | str | None) -> NStepBatch:
         """n-step transitions from the sampled steps ``(stream, slot)``: which steps to sum
         is decided on the host (``valid``, ``ended``), so a GPU buffer never waits."""
         steps = slot[:, None] + np.arange(n)  # (B, n): t .. t + n - 1
@@ -475,12 +485,12 @@ class FrameReplayBuffer:
         last = torch.from_numpy((slot + m - 1) % self.slots).to(dev)
         t = torch.from_numpy(slot % self.slots).to(dev)
         discount = torch.from_numpy((gamma ** m).astype(np.float32)).to(dev)
-        batch = Batch(self._stacks(stream, slot), self.action[s, t], reward,
-                      self._stacks(stream, slot + m), self.terminated[s, last],
-                      self.truncated[s, last], discount)
+        batch = NStepBatch(self._stacks(stream, slot), self.action[s, t], reward,
+                           self._stacks(stream, slot + m), self.terminated[s, last],
+                           self.truncated[s, last], discount)
         if device is None or torch.device(device) == dev:
             return batch
-        return Batch(*(x.to(device, non_blocking=True) for x in batch))
+        return NStepBatch(*(x.to(device, non_blocking=True) for x in batch))
 
     # --- checkpointing -------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from duel_tutorial.replay import Batch
+from duel_tutorial.replay import Batch, NStepBatch
 
 Loss = Literal["huber", "mse"]
 LOSSES: tuple[Loss, ...] = ("huber", "mse")
@@ -88,7 +88,7 @@ def td_loss(q_taken: torch.Tensor, target: torch.Tensor, loss: Loss = "huber") -
 def dqn_loss(
     online: nn.Module,
     target_net: nn.Module,
-    batch: Batch,
+    batch: Batch | NStepBatch,
     gamma: float,
     *,
     double: bool = False,
@@ -108,7 +108,7 @@ def dqn_loss(
         # Double DQN: the *current* online network picks a* = argmax_a' Q(s', a')
         next_q_online = online(batch.next_obs).float() if double else None
         # n-step batches: y = Σ_{k<m} γ^k r_{t+k} + γ^m (1 - terminated) V(s_{t+m})
-        discount = gamma if batch.discount is None else batch.discount
+        discount = batch.discount if isinstance(batch, NStepBatch) else gamma
         y = td_target(batch.reward, batch.terminated, next_q_target.float(), discount,
                       next_q_online)
     # Q(s, a) for the actions actually taken: (B,). float(): under bf16 autocast the

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from duel_tutorial.envs import EnvStepper, make_atari_vector_env
-from duel_tutorial.replay import Batch, FrameReplayBuffer, ReplayBuffer
+from duel_tutorial.replay import Batch, FrameReplayBuffer, NStepBatch, ReplayBuffer
 
 
 def _fill(buffer: ReplayBuffer, n: int, start: int = 0) -> None:
@@ -203,7 +203,7 @@ def test_frame_replay_state_dict_round_trip_samples_the_same():
     copy.load_state_dict(buffer.state_dict())
     copy.rng.bit_generator.state = buffer.rng.bit_generator.state
     for a, b in zip(buffer.sample(64), copy.sample(64), strict=True):
-        assert (a is None and b is None) or torch.equal(a, b)  # discount: None (one-step)
+        assert torch.equal(a, b)
     with pytest.raises(ValueError, match="frames of shape"):
         FrameReplayBuffer(2 * 50, num_envs=2).load_state_dict(buffer.state_dict())
 
@@ -282,7 +282,8 @@ def test_n_step_sampling_sums_rewards_until_the_game_or_a_life_ends():
     stream, slot = buffer.sample_indices(64, n_batches=4)
     buffer.rng = np.random.default_rng(3)
     batch = buffer.sample(64, n_batches=4, n_step=n, gamma=gamma)
-    assert batch.discount.dtype == torch.float32 and batch.reward.shape == (256,)
+    assert isinstance(batch, NStepBatch) and batch.discount.dtype == torch.float32
+    assert batch.reward.shape == (256,)
     lengths = []
     for row, (i, t) in enumerate(zip(stream, slot, strict=True)):
         m, total = 0, 0.0
@@ -309,9 +310,9 @@ def test_n_step_one_is_the_one_step_batch_and_bad_n_is_refused():
     state = buffer.rng.bit_generator.state
     one = buffer.sample(32)
     buffer.rng.bit_generator.state = state
-    assert one.discount is None
+    assert type(one) is Batch
     for a, b in zip(one, buffer.sample(32, n_step=1, gamma=0.5), strict=True):
-        assert (a is None and b is None) or torch.equal(a, b)
+        assert torch.equal(a, b)
     with pytest.raises(ValueError, match="n-step sampling needs gamma in"):
         buffer.sample(32, n_step=3)
     with pytest.raises(ValueError, match="n_step must be a positive int; got 0"):

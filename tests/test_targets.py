@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from duel_tutorial.model import MLPDuelingQNetwork
-from duel_tutorial.replay import Batch
+from duel_tutorial.replay import Batch, NStepBatch
 from duel_tutorial.targets import dqn_loss, hard_update, polyak_update, td_loss, td_target
 
 REWARD = torch.tensor([1.0, 1.0])
@@ -63,10 +63,10 @@ def test_an_n_step_batch_bootstraps_with_its_own_discount():
             net.weight.fill_(0.0)
             net.bias.copy_(torch.tensor([2.0, 4.0]))
     discount = torch.tensor([0.9**3, 0.9**2])
-    batch = Batch(obs=torch.zeros(2, 1), action=torch.zeros(2, dtype=torch.long),
-                  reward=torch.tensor([2.71, 1.9]), next_obs=torch.zeros(2, 1),
-                  terminated=torch.tensor([False, False]),
-                  truncated=torch.tensor([False, True]), discount=discount)
+    batch = NStepBatch(obs=torch.zeros(2, 1), action=torch.zeros(2, dtype=torch.long),
+                       reward=torch.tensor([2.71, 1.9]), next_obs=torch.zeros(2, 1),
+                       terminated=torch.tensor([False, False]),
+                       truncated=torch.tensor([False, True]), discount=discount)
     y = torch.tensor([2.71, 1.9]) + discount * 4.0
     expected = td_loss(torch.full((2,), 2.0), y, "mse")
     torch.testing.assert_close(dqn_loss(online, target, batch, 0.9, loss="mse"), expected)

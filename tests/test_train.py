@@ -359,12 +359,12 @@ def test_an_n_step_atari_run_learns_from_n_step_batches(monkeypatch):
     real = learn_module.dqn_loss
 
     def spy(online, target_net, batch, gamma, **kwargs):
-        seen.append(batch.discount)
+        seen.append(batch.discount)  # an NStepBatch: a plain Batch has no discount
         return real(online, target_net, batch, gamma, **kwargs)
 
     monkeypatch.setattr(learn_module, "dqn_loss", spy)
     result = train(dataclasses.replace(ATARI_TINY, total_steps=120, n_step=3))
-    assert seen and all(d is not None and d.shape == (ATARI_TINY.batch_size,) for d in seen)
+    assert seen and all(d.shape == (ATARI_TINY.batch_size,) for d in seen)
     gamma = ATARI_TINY.gamma
     powers = np.array([gamma**m for m in (1, 2, 3)])
     assert all(np.isclose(d.numpy()[:, None], powers).any(1).all() for d in seen)

@@ -114,7 +114,7 @@ def summarise(sweep: Path, out: Path, name: str, bin_steps: int, random_episodes
         trials.append({"name": run.name, "git_commit": final["git_commit"],
                        "device": final["device"], "platform": final["platform"],
                        "versions": final["versions"], "wall_time_s": final["wall_time_s"],
-                       "created": final["created"]})
+                       "created": final["created"], "network": final["network"]})
     games = sorted({r["game"] for r in rows})
     unknown = set(games) - set(MINATAR_GAMES)
     if unknown:
@@ -134,9 +134,13 @@ def summarise(sweep: Path, out: Path, name: str, bin_steps: int, random_episodes
             writer.writerows(table)
     sweep_record = json.loads((sweep / "sweep.json").read_text()) \
         if (sweep / "sweep.json").exists() else None
+    if sweep_record is not None:  # the trials' configs differ only by the grid's values
+        sweep_record.pop("configs", None)
     record = provenance(command=command, wall_time_s=time.perf_counter() - started)
     record.update(
         sweep=sweep_record, trials=trials, bin_steps=bin_steps, last_fraction=0.1,
+        grid={"games": games, "networks": sorted({r["network"] for r in rows}),
+              "seeds": sorted({r["seed"] for r in rows})},
         trial_wall_time_s=round(sum(t["wall_time_s"] for t in trials), 1),
         commits=sorted({t["git_commit"] for t in trials}),
         config=json.loads((runs[0] / "final.json").read_text())["config"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,29 @@ def test_a_tiny_sweep_runs_on_a_local_ray_instance(tmp_path):
     assert main(argv) == 0  # run again: every trial is read back, none trained again
     rows_again = list(csv.DictReader((tmp_path / "sweep" / "results.csv").open()))
     assert [r["eval_mean"] for r in rows_again] == [r["eval_mean"] for r in rows]
+    # the summary a chapter loads (experiments/minatar_sweep.py)
+    summary = _load_script("minatar_sweep")
+    out = tmp_path / "summary"
+    assert summary.main([str(tmp_path / "sweep"), "--out", str(out), "--bin", "100",
+                         "--random-episodes", "2"]) == 0
+    runs = list(csv.DictReader((out / "minatar_runs.csv").open()))
+    assert len(runs) == 8 and {r["eval_mean"] for r in runs} == {r["eval_mean"] for r in rows}
+    curves = list(csv.DictReader((out / "minatar_curves.csv").open()))
+    assert len(curves) == 8 * 3 and {int(c["step"]) for c in curves} == {100, 200, 300}
+    meta = json.loads((out / "minatar.json").read_text())
+    assert meta["grid"] == {"games": ["Breakout", "Freeway"], "networks": ["dueling", "single"],
+                            "seeds": [0, 1]}
+    assert len(meta["trials"]) == 8 and "configs" not in meta["sweep"]
+    assert {r["game"] for r in csv.DictReader((out / "minatar_random.csv").open())} == {
+        "Breakout", "Freeway"}
+
+
+def _load_script(name: str):
+    """A script of experiments/ as a module (they are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"experiments_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

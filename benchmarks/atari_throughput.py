@@ -10,9 +10,9 @@ Huber loss, epsilon schedule 1 -> 0.01, 4 environments, so that the two cannot
 drift apart.
 
 What is measured: the **learning phase** only. Each implementation trains twice per
-repeat, once for ``--learning-starts`` steps (the warm-up, which fills the replay
-buffer; our loop makes one gradient step at its very end, SB3's none) and once for
-``--learning-starts + --steps`` steps, and its rate is
+repeat, once for ``--learning-starts`` steps and one more vector step (the warm-up,
+which fills the replay buffer and ends with the first gradient step) and once for
+``--steps`` steps more, and its rate is
 
     SPS = steps / (seconds of the long run - seconds of the short run),
 
@@ -178,7 +178,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)  # both sides; our config keeps it (torch_threads=0)
 
-    warm, total = args.learning_starts, args.learning_starts + args.steps
+    # the warm-up run ends one vector step after learning starts (a config must learn at
+    # least once); the long one --steps later, so that their difference is --steps
+    warm = args.learning_starts
+    short, total = warm + n_envs, warm + n_envs + args.steps
     nature = {"network": "single", "double_dqn": False}
     runs: dict[str, Callable[[DQNConfig], Timing]] = {OURS: ours, OURS_NATURE: ours, SB3: sb3}
     overrides: dict[str, dict[str, Any]] = {OURS: {}, OURS_NATURE: nature, SB3: {}}
@@ -203,7 +206,7 @@ def main() -> None:
         for name, run in runs.items():
             seed = args.seed + r
             short_wall, short_cpu, _ = run(benchmark_config(
-                args.env_id, warm, warm, seed, args.device, **overrides[name]))
+                args.env_id, short, warm, seed, args.device, **overrides[name]))
             long_wall, long_cpu, params[name] = run(benchmark_config(
                 args.env_id, total, warm, seed, args.device, **overrides[name]))
             warmup_wall[name].append(short_wall)

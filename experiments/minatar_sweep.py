@@ -103,9 +103,10 @@ def summarise(sweep: Path, out: Path, name: str, bin_steps: int, random_episodes
     evals = {}
     if (sweep / "results.csv").exists():
         evals = {r["name"]: r for r in csv.DictReader((sweep / "results.csv").open())}
-    rows, curves, trials = [], [], []
+    rows, curves, trials, first = [], [], [], None
     for run in runs:
         row, curve, final = trial_summary(run, bin_steps)
+        first = first or final  # the config every trial shares but for the grid's values
         result = evals.get(run.name, {})
         row.update(eval_mean=result.get("eval_mean", ""), eval_std=result.get("eval_std", ""),
                    eval_episodes=result.get("eval_episodes", ""))
@@ -143,7 +144,7 @@ def summarise(sweep: Path, out: Path, name: str, bin_steps: int, random_episodes
               "seeds": sorted({r["seed"] for r in rows})},
         trial_wall_time_s=round(sum(t["wall_time_s"] for t in trials), 1),
         commits=sorted({t["git_commit"] for t in trials}),
-        config=json.loads((runs[0] / "final.json").read_text())["config"])
+        config=first["config"])
     (out / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     return rows
 

@@ -1,8 +1,9 @@
 """The run directory: everything a training run writes, and the rules that keep it usable.
 
 A run directory holds ``metrics.csv`` (one row per finished episode: step, episode,
-return, length, epsilon, loss, sps; each line written whole and flushed), ``eval.csv``
-(periodic greedy evaluations, if asked), checkpoints ``last`` and ``final`` (see
+return, length, epsilon, loss, sps, and time_s, the run's wall clock over all its
+sessions; each line written whole and flushed), ``eval.csv`` (periodic greedy
+evaluations, if asked), checkpoints ``last`` and ``final`` (see
 :mod:`duel_tutorial.checkpoint` for the format) and ``.lock``. This module alone reads and
 writes them:
 
@@ -59,9 +60,14 @@ from duel_tutorial.provenance import provenance
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 
 METRICS_FILE = "metrics.csv"
-METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps")
+METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps",
+                   "time_s")
 EVAL_FILE = "eval.csv"
-EVAL_COLUMNS = ("step", "mean", "std", "min", "max")
+EVAL_COLUMNS = ("step", "mean", "std", "min", "max", "time_s")
+# Columns that measure the machine, not the run: they differ between identical runs.
+# time_s is the wall clock since the run started, all sessions together, evaluations
+# included (a run's learning curve in hours).
+TIMING_COLUMNS = ("sps", "time_s")
 # Fields that may differ between a run and its --resume. None changes the algorithm:
 # total_steps moves only where the run stops, since the epsilon and learning-rate
 # schedules keep the horizon of the run's first start (its "schedule_horizon").
@@ -88,6 +94,12 @@ class MetricsLog:
             tmp.write_text("".join(lines[: keep_rows + 1]))
             os.replace(tmp, path)
         new = not path.exists() or path.stat().st_size == 0
+        if not new:  # a run started by an older version keeps its file's columns
+            header = tuple(_whole_lines(path.read_text())[0].rstrip("\n").split(","))
+            if not set(header) <= set(self.columns):
+                raise ValueError(f"{path} has columns {list(header)}; expected some of "
+                                 f"{list(self.columns)}")
+            self.columns = header
         self.file = path.open("a", newline="")
         self.writer = csv.writer(self.file, lineterminator="\n")
         if new:
@@ -350,6 +362,10 @@ class RunLog:
         """Seconds since this session started training."""
         return time.perf_counter() - self.start_time
 
+    def run_time(self) -> float:
+        """Seconds since the run started: the sessions before this one and this one."""
+        return self.counters.wall_time_s + self.elapsed()
+
     def add(self, reward: np.ndarray, valid: np.ndarray) -> None:
         """Count one vector step into the running episodes."""
         self.ep_return += reward
@@ -359,12 +375,13 @@ class RunLog:
         """A metrics row for each sub-environment in ``ended``; ``loss`` (the mean since the
         last row) goes on the first of them."""
         sps = (step - self.start_step) / max(self.elapsed(), 1e-9)
+        time_s = round(self.run_time(), 3)
         for i in np.flatnonzero(ended):
             self.counters.episode += 1
             row = {"step": step, "episode": self.counters.episode,
                    "return": round(float(self.ep_return[i]), 4),
                    "length": int(self.ep_length[i]), "epsilon": round(epsilon, 4),
-                   "loss": round(loss, 6), "sps": round(sps)}
+                   "loss": round(loss, 6), "sps": round(sps), "time_s": time_s}
             loss = math.nan  # the loss belongs to the first row of this step
             self.rows.append(row)
             self.counters.metrics_rows += 1
@@ -381,7 +398,8 @@ class RunLog:
         """Log a greedy evaluation's episode returns; returns their mean."""
         self.evals.append({"step": step, "mean": round(float(returns.mean()), 4),
                            "std": round(float(returns.std()), 4),
-                           "min": float(returns.min()), "max": float(returns.max())})
+                           "min": float(returns.min()), "max": float(returns.max()),
+                           "time_s": round(self.run_time(), 3)})
         self.counters.eval_rows += 1
         if self.eval_log is not None:
             self.eval_log.write(self.evals[-1])

@@ -34,7 +34,7 @@ From the shell (flags are generated from :class:`~duel_tutorial.config.DQNConfig
 
 A run directory (see :mod:`duel_tutorial.run`, which alone reads and writes it) holds
 ``metrics.csv`` (one row per finished episode: step, episode, return, length, epsilon,
-loss, sps), ``last`` checkpoints every ``checkpoint_interval`` steps and a ``final``
+loss, sps, time_s), ``last`` checkpoints every ``checkpoint_interval`` steps and a ``final``
 checkpoint. Ctrl-C stops between two steps and saves ``last``. ``--resume`` reloads
 ``last`` (networks, optimizer,
 replay buffer, RNG states, counters), cuts ``metrics.csv`` back to the rows it had at
@@ -193,7 +193,8 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
     def save(name: str, with_replay: bool) -> None:
         counters = {**dataclasses.asdict(run), "epsilon": current_epsilon(
             config, run.step, run.episode, run.schedule_horizon)}
-        wall = counters.pop("wall_time_s") + log.elapsed()  # all sessions together
+        del counters["wall_time_s"]
+        wall = log.run_time()  # all sessions together
         save_run_checkpoint(out / name, config, network_info, *parts, counters=counters,
                             wall=wall, with_replay=with_replay, device=device, command=command)
 

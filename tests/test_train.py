@@ -32,7 +32,14 @@ from duel_tutorial.model import (
     scale_combined_gradient,
 )
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
-from duel_tutorial.run import RESUMABLE_OVERRIDES, copy_log, load_metrics
+from duel_tutorial.run import (
+    METRICS_COLUMNS,
+    RESUMABLE_OVERRIDES,
+    TIMING_COLUMNS,
+    MetricsLog,
+    copy_log,
+    load_metrics,
+)
 from duel_tutorial.targets import dqn_loss
 from duel_tutorial.train import (
     TrainingDiverged,
@@ -149,10 +156,10 @@ def test_same_seed_same_metrics_on_cpu():
     a = train(TINY)
     b = train(TINY)
     assert len(a.episodes) > 5
-    def without_sps(rows):  # str() so that NaN losses (before learning) compare equal
-        return [{k: str(v) for k, v in row.items() if k != "sps"} for row in rows]
+    def untimed(rows):  # str() so that NaN losses (before learning) compare equal
+        return [{k: str(v) for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
 
-    assert without_sps(a.episodes) == without_sps(b.episodes)
+    assert untimed(a.episodes) == untimed(b.episodes)
     c = train(dataclasses.replace(TINY, seed=1))
     assert [r["return"] for r in c.episodes] != [r["return"] for r in a.episodes]
 
@@ -184,7 +191,9 @@ def test_run_directory_has_metrics_and_checkpoints(tmp_path):
     out = tmp_path / "run"
     result = train(TINY, out)
     metrics = load_metrics(out)
-    assert list(metrics) == ["step", "episode", "return", "length", "epsilon", "loss", "sps"]
+    assert list(metrics) == ["step", "episode", "return", "length", "epsilon", "loss", "sps",
+                             "time_s"]
+    assert (np.diff(metrics["time_s"]) >= 0).all() and metrics["time_s"][-1] > 0
     assert metrics["episode"].tolist() == list(range(1, len(result.episodes) + 1))
     assert np.array_equal(metrics["return"], result.returns())
     for name in ("last", "final"):
@@ -203,6 +212,39 @@ def test_periodic_greedy_evaluations_go_to_eval_csv(tmp_path):
     assert evals["step"].tolist() == [100, 200, 300] == [e["step"] for e in result.evals]
     assert np.array_equal(evals["mean"], [e["mean"] for e in result.evals])
     assert np.all(evals["min"] <= evals["max"])
+    assert (np.diff(evals["time_s"]) > 0).all()  # the wall clock of each evaluation
+
+
+def test_time_s_is_the_run_s_wall_clock_across_sessions(tmp_path):
+    """metrics.csv's and eval.csv's time_s go on from where the last session's checkpoint
+    left them, so a resumed run's learning curve has one time axis."""
+    out = tmp_path / "run"
+    config = dataclasses.replace(TINY, total_steps=400, eval_interval=100, eval_episodes=1)
+    train(config, out, stop_at=200)
+    saved = json.loads((out / "last.json").read_text())["wall_time_s"]
+    first = load_metrics(out)
+    train(config, out, resume=True)
+    metrics, evals = load_metrics(out), load_metrics(out, "eval.csv")
+    later = metrics["time_s"][len(first["step"]):]
+    assert len(later) and (later >= saved).all() and (np.diff(metrics["time_s"]) >= 0).all()
+    assert (np.diff(evals["time_s"]) > 0).all() and evals["step"].tolist() == [100, 200, 300, 400]
+    final = json.loads((out / "final.json").read_text())["wall_time_s"]
+    assert metrics["time_s"][-1] <= final
+
+
+def test_a_log_from_before_time_s_resumes_with_its_own_columns(tmp_path):
+    out = tmp_path / "run"
+    config = dataclasses.replace(TINY, total_steps=400)
+    train(config, out, stop_at=200)
+    path = out / "metrics.csv"
+    old = [",".join(line.split(",")[:-1]) for line in path.read_text().splitlines()]
+    path.write_text("\n".join(old) + "\n")  # as written before the time_s column
+    train(config, out, resume=True)
+    metrics = load_metrics(out)
+    assert "time_s" not in metrics and metrics["step"][-1] > 300
+    path.write_text("step,episode,surprise\n")
+    with pytest.raises(ValueError, match=r"has columns \['step', 'episode', 'surprise'\]"):
+        MetricsLog(path, METRICS_COLUMNS, keep_rows=0)
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
@@ -445,7 +487,8 @@ def test_stop_at_ends_a_session_part_way_through_the_same_run(tmp_path):
     part = train(dataclasses.replace(TINY, total_steps=400), out, stop_at=200)
     assert part.interrupted and part.steps == 200 and not (out / "final.json").exists()
     assert len(part.episodes) > 3
-    drop = lambda rows: [{k: v for k, v in r.items() if k != "sps"} for r in rows]  # noqa: E731
+    drop = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS}  # noqa: E731
+                         for r in rows]
     np.testing.assert_equal(drop(part.episodes), drop(whole.episodes[:len(part.episodes)]))
     rest = train(dataclasses.replace(TINY, total_steps=400), out, resume=True)
     assert not rest.interrupted and rest.steps == 400
@@ -471,7 +514,7 @@ def test_the_resumable_overrides_leave_the_algorithm_unchanged(tmp_path):
         train(dataclasses.replace(TINY, total_steps=200, device="auto"), out)
         train(dataclasses.replace(TINY, total_steps=400, **{"device": "auto", **changes}), out,
               resume=True)
-        runs[name] = {k: v for k, v in load_metrics(out).items() if k != "sps"}
+        runs[name] = {k: v for k, v in load_metrics(out).items() if k not in TIMING_COLUMNS}
     assert len(runs["same"]["step"]) > 5 and runs["same"]["step"][-1] > 300
     np.testing.assert_equal(runs["same"], runs["changed"])
 
@@ -539,7 +582,8 @@ def test_a_torn_last_line_is_left_out_and_cut_on_resume(tmp_path):
     np.testing.assert_equal(load_metrics(out), whole)  # (NaN losses compare equal here)
     train(dataclasses.replace(TINY, total_steps=300), out, resume=True)
     lines = (out / "metrics.csv").read_text().splitlines()
-    assert "207,99,1" not in lines and all(line.count(",") == 6 for line in lines)
+    assert "207,99,1" not in lines
+    assert all(line.count(",") == len(METRICS_COLUMNS) - 1 for line in lines)
 
 
 def test_a_copied_log_keeps_whole_rows_up_to_the_checkpoint(tmp_path):

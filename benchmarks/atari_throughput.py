@@ -7,7 +7,9 @@ the target network every 1,000 steps. The hyperparameters are read from our ``"a
 preset (``duel_tutorial.config.preset("atari")``): batch, replay capacity (100,000),
 learning rate and Adam's epsilon, discount, target interval, gradient clipping at 10,
 Huber loss, epsilon schedule 1 -> 0.01, 4 environments, so that the two cannot
-drift apart.
+drift apart. ``--preset atari-fast`` runs the fast recipe on both sides instead: 3-step
+returns (SB3's ``n_steps``), one update per 10 environment steps (SB3: 2 updates every 5
+vector steps of 4 envs, the same count), a target copy every 5,000 steps.
 
 What is measured: the **learning phase** only. Each implementation trains twice per
 repeat, once for ``--learning-starts`` steps and one more vector step (the warm-up,
@@ -61,6 +63,7 @@ Usage (needs ``pip install -r benchmarks/requirements.txt``)::
     nice .venv/bin/python benchmarks/atari_throughput.py --steps 2000 --learning-starts 200 \
         --repeats 2
     .venv/bin/python benchmarks/atari_throughput.py --device cuda --steps 20000 --json /tmp/a.json
+    .venv/bin/python benchmarks/atari_throughput.py --preset atari-fast --steps 4000
 
 On a shared CPU the absolute rates are low and move with the load; the ratio is the
 number to read.
@@ -89,12 +92,27 @@ OURS_NATURE = "ours (Nature CNN, max target)"
 SB3 = "SB3"
 
 
-def benchmark_config(env_id: str, total: int, learning_starts: int, seed: int, device: str,
-                     **overrides: Any) -> DQNConfig:
-    """The atari preset cut to ``total`` steps; epsilon reaches its floor at ``learning_starts``."""
-    return preset("atari", env_id=env_id, total_steps=total, learning_starts=learning_starts,
+PRESETS = ("atari", "atari-fast")
+
+
+def benchmark_config(recipe: str, env_id: str, total: int, learning_starts: int, seed: int,
+                     device: str, **overrides: Any) -> DQNConfig:
+    """The recipe's preset cut to ``total`` steps; epsilon reaches its floor at
+    ``learning_starts``."""
+    return preset(recipe, env_id=env_id, total_steps=total, learning_starts=learning_starts,
                   exploration_fraction=learning_starts / total, seed=seed, device=device,
-                  eval_interval=0, torch_threads=0, **overrides)
+                  eval_interval=0, checkpoint_interval=0, torch_threads=0, **overrides)
+
+
+def sb3_update_period(config: DQNConfig) -> tuple[int, int]:
+    """SB3's ``(train_freq, gradient_steps)`` for our ``train_freq`` (environment steps).
+
+    SB3 counts ``train_freq`` in vector steps (one step of all ``num_envs``), so one
+    update per 10 environment steps with 4 envs is 2 updates every 5 vector steps (20
+    environment steps): the same number of updates.
+    """
+    period = math.lcm(config.train_freq, config.num_envs)  # environment steps
+    return period // config.num_envs, config.gradient_steps * period // config.train_freq
 
 
 Timing = tuple[float, float, int]  # (wall seconds, CPU seconds of this process, parameters)
@@ -119,6 +137,7 @@ def sb3(config: DQNConfig) -> Timing:
     from stable_baselines3.common.vec_env import VecFrameStack
 
     c = config
+    train_freq, gradient_steps = sb3_update_period(c)
     wall, cpu = time.perf_counter(), time.process_time()
     env = VecFrameStack(make_atari_env(c.env_id, n_envs=c.num_envs, seed=c.seed,
                                        env_kwargs={"frameskip": 1,
@@ -127,8 +146,8 @@ def sb3(config: DQNConfig) -> Timing:
     model = DQN(
         "CnnPolicy", env, learning_rate=c.lr, buffer_size=c.buffer_capacity,
         learning_starts=c.learning_starts, batch_size=c.batch_size, tau=c.tau, gamma=c.gamma,
-        train_freq=c.train_freq // c.num_envs,  # SB3 counts vector steps: 1 = 4 env steps
-        gradient_steps=c.gradient_steps, target_update_interval=c.target_update_interval,
+        train_freq=train_freq, gradient_steps=gradient_steps, n_steps=c.n_step,
+        target_update_interval=c.target_update_interval,
         exploration_fraction=c.exploration_fraction, exploration_initial_eps=c.epsilon_start,
         exploration_final_eps=c.epsilon_end, max_grad_norm=c.max_grad_norm,
         optimize_memory_usage=False, seed=c.seed, device=c.device, verbose=0,
@@ -145,6 +164,8 @@ def sb3(config: DQNConfig) -> Timing:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=PRESETS, default="atari",
+                        help="the recipe both sides run [default: atari, the paper's]")
     parser.add_argument("--env-id", default="ALE/Pong-v5")
     parser.add_argument("--steps", type=int, default=3_000,
                         help="environment steps of the measured learning phase [default: 3000]")
@@ -163,10 +184,12 @@ def main() -> None:
                         "--update-precision: both)")
     parser.add_argument("--json", default=None, help="also write the results with provenance")
     args = parser.parse_args()
-    n_envs, batch = preset("atari").num_envs, preset("atari").batch_size
-    if args.steps < n_envs or args.steps % n_envs:
-        parser.error(f"--steps must be a positive multiple of {n_envs} (the envs); "
-                     f"got {args.steps}")
+    recipe = preset(args.preset)
+    n_envs, batch = recipe.num_envs, recipe.batch_size
+    period = math.lcm(recipe.train_freq, n_envs)  # both sides update alike every period
+    if args.steps < period or args.steps % period:
+        parser.error(f"--steps must be a positive multiple of {period} (the envs and the "
+                     f"update period); got {args.steps}")
     if args.learning_starts < batch or args.learning_starts % n_envs:
         parser.error(f"--learning-starts must be a multiple of {n_envs} and >= {batch} "
                      f"(the batch); got {args.learning_starts}")
@@ -195,8 +218,8 @@ def main() -> None:
     # One short untimed run each first: imports, ROM loading and torch's lazy set-up would
     # otherwise land in the first timed run (and, in a warm-up run, be subtracted).
     for name, run in runs.items():
-        run(benchmark_config(args.env_id, 2 * batch, batch, args.seed, args.device,
-                             **overrides[name]))
+        run(benchmark_config(args.preset, args.env_id, 2 * batch, batch, args.seed,
+                             args.device, **overrides[name]))
     learn_wall: dict[str, list[float]] = {name: [] for name in runs}
     learn_cpu: dict[str, list[float]] = {name: [] for name in runs}
     warmup_wall: dict[str, list[float]] = {name: [] for name in runs}
@@ -206,9 +229,9 @@ def main() -> None:
         for name, run in runs.items():
             seed = args.seed + r
             short_wall, short_cpu, _ = run(benchmark_config(
-                args.env_id, short, warm, seed, args.device, **overrides[name]))
+                args.preset, args.env_id, short, warm, seed, args.device, **overrides[name]))
             long_wall, long_cpu, params[name] = run(benchmark_config(
-                args.env_id, total, warm, seed, args.device, **overrides[name]))
+                args.preset, args.env_id, total, warm, seed, args.device, **overrides[name]))
             warmup_wall[name].append(short_wall)
             learn_wall[name].append(long_wall - short_wall)
             learn_cpu[name].append(long_cpu - short_cpu)
@@ -224,7 +247,9 @@ def main() -> None:
 
     load = os.getloadavg()[0]
     versions = {**library_versions(), "stable-baselines3": metadata.version("stable-baselines3")}
-    print(f"{args.env_id}, learning phase of {args.steps} env steps after {warm} warm-up "
+    print(f"{args.env_id}, {args.preset} recipe (both sides: {period // recipe.train_freq} "
+          f"update(s) of batch {batch} per {period} env steps, {recipe.n_step}-step "
+          f"returns), learning phase of {args.steps} env steps after {warm} warm-up "
           f"steps, {n_envs} envs, x {args.repeats} repeats (median SPS); "
           f"{args.device}, torch {versions['torch']} ({torch.get_num_threads()} threads), "
           f"SB3 {versions['stable-baselines3']}, load average {load:.1f}")
@@ -241,7 +266,8 @@ def main() -> None:
                   f"{sps[name] / sps[OURS]:.2f}x")
     if args.json:
         write_provenance(args.json, provenance(
-            device=args.device, wall_time_s=wall, versions=versions, env_id=args.env_id,
+            device=args.device, wall_time_s=wall, versions=versions, preset=args.preset,
+            env_id=args.env_id,
             steps=args.steps, learning_starts=warm, repeats=args.repeats, seed=args.seed,
             torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
             load_average_1min=round(load, 2), parameters=params,

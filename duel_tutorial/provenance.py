@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -47,6 +48,26 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
+def cpu_model() -> str | None:
+    """The processor's model name from ``/proc/cpuinfo`` (Linux), with the instruction
+    sets that change a run's speed most (AMX, AVX512_BF16, AVX-512, AVX2); ``None``
+    where it cannot be read. Wall-clock figures mean little without it."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), None)
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])
+    isa = [label for flag, label in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512_BF16"),
+                                     ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+           if flag in flags]
+    if name is None:
+        return None
+    return f"{name} ({', '.join(isa) or 'no AVX2'}; {os.cpu_count()} CPUs)"
+
+
 def device_description(device: torch.device | str | None = None) -> str:
     """A human-readable name of the device that produced a result, e.g. the GPU's name."""
     device = torch.device(device) if device is not None else torch.device("cpu")
@@ -74,6 +95,7 @@ def provenance(
         "command": command if isinstance(command, str) else " ".join(command),
         "git_commit": git_commit(),
         "device": device_description(device),
+        "cpu": cpu_model(),
         "wall_time_s": None if wall_time_s is None else round(wall_time_s, 2),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "platform": platform.platform(),

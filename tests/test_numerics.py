@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from duel_tutorial.numerics import REFERENCE, is_reference, numerics, same_numerics
+from duel_tutorial.provenance import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -53,3 +54,15 @@ def test_a_result_counts_as_reproducible_only_under_the_reference():
     # This test process runs under whatever numerics pytest was started with.
     assert same_numerics(recorded) == is_reference()
     assert not same_numerics({**recorded, "torch": "0.0.1"})
+
+
+def test_provenance_names_the_processor():
+    """Wall-clock figures are recorded with the CPU's model and its fast instruction sets."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    name = next((line.split(":", 1)[1].strip() for line in lines
+                 if line.startswith("model name")), None)
+    if name is None:  # not Linux, or no model name (some ARM kernels)
+        assert cpu_model() is None
+        return
+    assert cpu_model().startswith(f"{name} (") and cpu_model().endswith(" CPUs)")

@@ -200,7 +200,7 @@ def test_run_directory_has_metrics_and_checkpoints(tmp_path):
         sidecar = json.loads((out / f"{name}.json").read_text())
         assert sidecar["step"] == 300 and sidecar["metrics_rows"] == len(result.episodes)
         assert sidecar["config"] == TINY.to_dict()
-        assert {"git_commit", "versions", "device", "wall_time_s"} <= set(sidecar)
+        assert {"git_commit", "versions", "device", "cpu", "wall_time_s"} <= set(sidecar)
     with pytest.raises(ValueError, match="already holds a run"):
         train(TINY, out)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 
@@ -43,7 +42,7 @@ def test_a_trial_resumes_after_a_failure_and_is_not_trained_twice(tmp_path):
 
 
 @pytest.mark.ray
-def test_a_tiny_sweep_runs_on_a_local_ray_instance(tmp_path):
+def test_a_tiny_sweep_runs_on_a_local_ray_instance(tmp_path, experiment_script):
     pytest.importorskip("ray")
     from duel_tutorial.sweep import main
 
@@ -65,7 +64,7 @@ def test_a_tiny_sweep_runs_on_a_local_ray_instance(tmp_path):
     rows_again = list(csv.DictReader((tmp_path / "sweep" / "results.csv").open()))
     assert [r["eval_mean"] for r in rows_again] == [r["eval_mean"] for r in rows]
     # the summary a chapter loads (experiments/minatar_sweep.py)
-    summary = _load_script("minatar_sweep")
+    summary = experiment_script("minatar_sweep")
     out = tmp_path / "summary"
     assert summary.main([str(tmp_path / "sweep"), "--out", str(out), "--bin", "100",
                          "--random-episodes", "2"]) == 0
@@ -79,14 +78,3 @@ def test_a_tiny_sweep_runs_on_a_local_ray_instance(tmp_path):
     assert len(meta["trials"]) == 8 and "configs" not in meta["sweep"]
     assert {r["game"] for r in csv.DictReader((out / "minatar_random.csv").open())} == {
         "Breakout", "Freeway"}
-
-
-def _load_script(name: str):
-    """A script of experiments/ as a module (they are not a package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -1,0 +1,150 @@
+"""Pong with the fast recipe: the committed summary of its training runs.
+
+Each seed trains in its own run directory, in the background, resumable::
+
+    nice python -m duel_tutorial.train --preset atari-fast --env ALE/Pong-v5 --seed 0 \\
+        --torch-threads 1 --out runs/pong-fast-s0          # and seeds 1 and 2
+
+and each finished run's network is evaluated in a fresh process under both protocols
+(30 games, seed 2016: up to 30 no-ops, epsilon 0.001; the same games with sticky actions,
+p = 0.25), by the script that ships agents, told not to refuse any score::
+
+    python scripts/export_pretrained.py runs/pong-fast-s0 --name pong-fast-s0 \\
+        --out runs/pong-fast-cards --min-return -21
+
+Then this script reads the run directories (and the cards, if ``--cards`` is given) and
+writes the small files a chapter loads::
+
+    python experiments/pong_fast.py runs/pong-fast-s0 runs/pong-fast-s1 runs/pong-fast-s2 \\
+        --cards runs/pong-fast-cards                    # -> experiments/pong_fast/
+
+- ``<name>_episodes.csv``: every training game (seed, step, time_s, return);
+- ``<name>_eval.csv``: the periodic 10-game greedy evaluations (seed, step, time_s, mean,
+  std, min, max);
+- ``<name>.json``: per seed, where the run stands (steps, finished or not, wall time, the
+  first evaluation that reached ``--bar``, with its step and wall clock), its final
+  30-game evaluations from the cards, and each run's provenance (command, config,
+  commit, device, versions); plus this script's own.
+
+``time_s`` is the run's wall clock since it started, over all its sessions, evaluations
+included; it is only as comparable as the machines and loads it ran under, which the
+provenance records. A run that is still going is summarised up to its ``last``
+checkpoint, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from duel_tutorial.checkpoint import load_checkpoint
+from duel_tutorial.provenance import provenance
+from duel_tutorial.run import EVAL_FILE, load_metrics
+
+EPISODE_FIELDS = ("seed", "step", "time_s", "return")
+EVAL_FIELDS = ("seed", "step", "time_s", "mean", "std", "min", "max")
+RECORD_FIELDS = ("command", "git_commit", "device", "cpu", "wall_time_s", "versions",
+                 "created")
+
+
+def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
+    """One run: its record, its training games and its periodic evaluations, up to its
+    latest checkpoint (``final``, else ``last``)."""
+    finished = (run / "final.json").exists()
+    _, sidecar = load_checkpoint(run, "final" if finished else "last")
+    step, seed = sidecar["step"], sidecar["config"]["seed"]
+    metrics = load_metrics(run)
+    keep = metrics["step"] <= step  # rows past the checkpoint would be redone on resume
+    if "time_s" not in metrics:
+        raise ValueError(f"{run}/metrics.csv has no time_s column (a run started before "
+                         "it existed); expected a run with the run's wall clock")
+    episodes = [{"seed": seed, "step": int(s), "time_s": float(t), "return": float(r)}
+                for s, t, r in zip(metrics["step"][keep], metrics["time_s"][keep],
+                                   metrics["return"][keep], strict=True)]
+    evals = []
+    if (run / EVAL_FILE).exists():
+        table = load_metrics(run, EVAL_FILE)
+        evals = [{"seed": seed, **{k: (int(table[k][i]) if k == "step" else
+                                       float(table[k][i])) for k in EVAL_FIELDS[1:]}}
+                 for i in range(len(table["step"])) if table["step"][i] <= step]
+    reached = next((e for e in evals if e["mean"] >= bar), None)
+    record = {
+        "seed": seed, "run": run.name, "steps": step, "total_steps":
+        sidecar["config"]["total_steps"], "finished": finished,
+        "wall_time_s": sidecar["wall_time_s"], "games": len(episodes),
+        "first_eval_at_bar": None if reached is None else
+        {k: reached[k] for k in ("step", "time_s", "mean")},
+        "config": sidecar["config"],
+        **{k: sidecar.get(k) for k in RECORD_FIELDS if k != "wall_time_s"},
+    }
+    return record, episodes, evals
+
+
+def card_evaluations(card: Path) -> dict:
+    """The 30-game evaluations of a card written by ``scripts/export_pretrained.py``."""
+    data = json.loads(card.read_text())
+    out = {"step": data["step"]}
+    for key in ("evaluation", "evaluation_sticky"):
+        if key in data:
+            e = data[key]
+            out[key] = {k: e[k] for k in ("protocol", "seed", "episodes", "mean", "std",
+                                          "returns") if k in e}
+    return out
+
+
+def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories, one per seed")
+    parser.add_argument("--cards", type=Path, default=None,
+                        help="folder of export_pretrained.py cards named <run>.json")
+    parser.add_argument("--bar", type=float, default=19.0,
+                        help="the evaluation mean a run must reach [default: 19]")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "pong_fast")
+    parser.add_argument("--name", default="pong_fast")
+    args = parser.parse_args(argv)
+    try:
+        for run in args.runs:
+            if not (run / "last.json").exists() and not (run / "final.json").exists():
+                raise ValueError(f"{run} holds no checkpoint; expected a run directory")
+        summaries = [run_summary(run, args.bar) for run in args.runs]
+        seeds = [record["seed"] for record, _, _ in summaries]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"expected one run per seed; got seeds {seeds}")
+        records = []
+        for (record, _, _), run in zip(summaries, args.runs, strict=True):
+            card = args.cards / f"{run.name}.json" if args.cards else None
+            record["final_evaluation"] = (card_evaluations(card) if card and card.exists()
+                                          else None)
+            records.append(record)
+    except (OSError, ValueError, KeyError) as err:
+        print(f"pong_fast.py: {err}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(args.out / f"{args.name}_episodes.csv", EPISODE_FIELDS,
+              [row for _, episodes, _ in summaries for row in episodes])
+    write_csv(args.out / f"{args.name}_eval.csv", EVAL_FIELDS,
+              [row for _, _, evals in summaries for row in evals])
+    meta = provenance(bar=args.bar, runs=records)
+    (args.out / f"{args.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    for r in records:
+        at = r["first_eval_at_bar"]
+        print(f"seed {r['seed']}: {r['steps']:,} of {r['total_steps']:,} steps "
+              f"({'finished' if r['finished'] else 'running'}), "
+              f"{r['wall_time_s'] / 3600:.2f} h; first 10-game evaluation >= {args.bar:g}: "
+              + ("none" if at is None else
+                 f"{at['mean']:.1f} at step {at['step']:,}, {at['time_s'] / 3600:.2f} h"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The summary scripts of experiments/ that are not run by make sweep-test."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+from duel_tutorial.config import DQNConfig
+from duel_tutorial.train import train
+
+SMALL = DQNConfig(total_steps=400, learning_starts=64, batch_size=32, buffer_capacity=1_000,
+                  train_freq=8, target_update_interval=50, exploration_fraction=0.5,
+                  checkpoint_interval=100, eval_interval=100, eval_episodes=1, device="cpu")
+
+
+def test_the_pong_fast_summary_keeps_every_seed_up_to_its_checkpoint(tmp_path, capsys,
+                                                                   experiment_script):
+    pong_fast = experiment_script("pong_fast")
+    done, going = tmp_path / "run-s0", tmp_path / "run-s1"
+    train(SMALL, done)
+    train(dataclasses.replace(SMALL, seed=1), going, stop_at=200)  # still going
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "run-s0.json").write_text(json.dumps({
+        "step": 400, "evaluation": {"protocol": "p", "seed": 2016, "episodes": 2,
+                                    "mean": 9.5, "std": 0.5, "returns": [9.0, 10.0]}}))
+    out = tmp_path / "summary"
+    assert pong_fast.main([str(done), str(going), "--cards", str(cards), "--bar", "15",
+                           "--out", str(out)]) == 0
+    meta = json.loads((out / "pong_fast.json").read_text())
+    s0, s1 = meta["runs"]
+    assert (s0["seed"], s0["steps"], s0["finished"]) == (0, 400, True)
+    assert (s1["seed"], s1["steps"], s1["finished"]) == (1, 200, False)
+    assert s0["final_evaluation"]["evaluation"]["mean"] == 9.5
+    assert s1["final_evaluation"] is None and s0["git_commit"] and s0["config"]["seed"] == 0
+    episodes = list(csv.DictReader((out / "pong_fast_episodes.csv").open()))
+    assert {r["seed"] for r in episodes} == {"0", "1"}
+    assert max(int(r["step"]) for r in episodes if r["seed"] == "1") <= 200
+    evals = list(csv.DictReader((out / "pong_fast_eval.csv").open()))
+    assert [r["step"] for r in evals if r["seed"] == "0"] == ["100", "200", "300", "400"]
+    assert [r["step"] for r in evals if r["seed"] == "1"] == ["100", "200"]
+    reached = [r for r in evals if r["seed"] == "0" and float(r["mean"]) >= 15]
+    first = s0["first_eval_at_bar"]
+    assert (first is None) == (not reached)
+    if reached:
+        assert first["step"] == int(reached[0]["step"])
+    assert "seed 1: 200 of 400 steps (running)" in capsys.readouterr().out
+    # bad input: one line, exit 2
+    assert pong_fast.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
+    assert pong_fast.main([str(done), str(done), "--out", str(out)]) == 2
+    assert "one run per seed" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The cost of one DQN update on Atari frames: float32 vs bf16 vs bf16 + torch.compile.
+"""The cost of one DQN update on Atari frames: float32 vs bf16, eager and torch.compile.
 
 One update is what ``train_phase`` does per minibatch with the atari preset: the target
 network's forward on s', the Double DQN online forward on s', the online forward and
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import time
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 from duel_tutorial.config import preset
 from duel_tutorial.learn import UpdateLoss, channels_last, cpu_has_fast_bf16
 from duel_tutorial.model import DuelingQNetwork, scale_combined_gradient
+from duel_tutorial.provenance import provenance, write_provenance
 from duel_tutorial.replay import Batch
 
 
@@ -75,9 +77,14 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=10, help="timed updates per round")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", default=None, help="also write the results with provenance")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    variants = [("fp32", False), ("bf16", False)] + ([] if args.no_compile else [("bf16", True)])
+    variants = [("fp32", False), ("bf16", False)]
+    if not args.no_compile:
+        variants += [("fp32", True), ("bf16", True)]
+    wall = time.perf_counter()
+    results: dict[str, dict[str, float]] = {}
     print(f"torch {torch.__version__}, {args.threads} thread(s), bf16 hardware: "
           f"{cpu_has_fast_bf16()}; median ms per update over {args.rounds} interleaved rounds")
     print(f"{'batch':>5} " + " ".join(f"{p + (' compiled' if c else ''):>22}" for p, c in variants))
@@ -104,7 +111,14 @@ def main() -> None:
         for key in updates:
             ms = float(np.median(times[key]))
             cells.append(f"{ms:9.1f} ms ({base / ms:4.2f}x)")
+            name = key[0] + (" compiled" if key[1] else "")
+            results.setdefault(name, {})[str(n)] = round(ms, 2)
         print(f"{n:>5} " + " ".join(f"{c:>22}" for c in cells))
+    if args.json:
+        write_provenance(args.json, provenance(
+            device="cpu", wall_time_s=time.perf_counter() - wall, torch_threads=args.threads,
+            fast_bf16=cpu_has_fast_bf16(), rounds=args.rounds, updates=args.updates,
+            load_average_1min=round(os.getloadavg()[0], 2), ms_per_update=results))
 
 
 if __name__ == "__main__":

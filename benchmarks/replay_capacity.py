@@ -19,11 +19,13 @@ quarters it (the frame size changes the gather, not the index arithmetic).
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 import torch
 from _timing import median_ms  # benchmarks/_timing.py
 
+from duel_tutorial.provenance import provenance, write_provenance
 from duel_tutorial.replay import FrameReplayBuffer
 
 
@@ -48,7 +50,9 @@ def main() -> None:
     parser.add_argument("--frame", type=int, default=84, help="frame side in pixels")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--json", default=None, help="also write the results with provenance")
     args = parser.parse_args()
+    start, results = time.perf_counter(), {}
     torch.set_num_threads(1)
     print(f"batch {args.batch}, frames {args.frame}x{args.frame}, median of {args.repeats}")
     print(f"{'capacity':>10} {'ours (ms)':>10} {'with scan (ms)':>15} {'ratio':>6}")
@@ -69,7 +73,12 @@ def main() -> None:
             old.append(median_ms(baseline, args.repeats // 3))
         a, b = float(np.median(mine)), float(np.median(old))
         print(f"{capacity:>10,} {a:>10.3f} {b:>15.3f} {b / a:>5.1f}x")
+        results[str(capacity)] = {"ours_ms": round(a, 4), "with_scan_ms": round(b, 4)}
         del buffer
+    if args.json:
+        write_provenance(args.json, provenance(
+            device="cpu", wall_time_s=time.perf_counter() - start, batch=args.batch,
+            frame=args.frame, repeats=args.repeats, sample_ms=results))
 
 
 if __name__ == "__main__":

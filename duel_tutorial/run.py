@@ -93,16 +93,17 @@ class MetricsLog:
             tmp = path.with_suffix(f".csv.{os.getpid()}.tmp")
             tmp.write_text("".join(lines[: keep_rows + 1]))
             os.replace(tmp, path)
-        new = not path.exists() or path.stat().st_size == 0
-        if not new:  # a run started by an older version keeps its file's columns
-            header = tuple(_whole_lines(path.read_text())[0].rstrip("\n").split(","))
+        existing = _whole_lines(path.read_text()) if path.exists() else []
+        if existing:  # a run started by an older version keeps its file's columns
+            header = tuple(existing[0].rstrip("\n").split(","))
             if not set(header) <= set(self.columns):
                 raise ValueError(f"{path} has columns {list(header)}; expected some of "
                                  f"{list(self.columns)}")
             self.columns = header
-        self.file = path.open("a", newline="")
+        # an empty file, or one whose header was cut short, starts again
+        self.file = path.open("a" if existing else "w", newline="")
         self.writer = csv.writer(self.file, lineterminator="\n")
-        if new:
+        if not existing:
             self.writer.writerow(self.columns)
             self.file.flush()
 

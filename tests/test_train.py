@@ -242,6 +242,9 @@ def test_a_log_from_before_time_s_resumes_with_its_own_columns(tmp_path):
     train(config, out, resume=True)
     metrics = load_metrics(out)
     assert "time_s" not in metrics and metrics["step"][-1] > 300
+    path.write_text("step,epis")  # a header cut short: the log starts again
+    MetricsLog(path, METRICS_COLUMNS).close()
+    assert path.read_text() == ",".join(METRICS_COLUMNS) + "\n"
     path.write_text("step,episode,surprise\n")
     with pytest.raises(ValueError, match=r"has columns \['step', 'episode', 'surprise'\]"):
         MetricsLog(path, METRICS_COLUMNS, keep_rows=0)

@@ -65,6 +65,10 @@ class DQNConfig:
     num_envs: int = field(default=1, metadata=_doc(
         "environments stepped in lockstep (gymnasium.vector, sync; Atari: ale-py's "
         "AtariVectorEnv)", "CleanRL: 1"))
+    repeat_action_probability: float = field(default=0.0, metadata=_doc(
+        "sticky actions while training (ALE ids): the emulator repeats the previous action "
+        "with this probability; periodic evaluations keep the paper's protocol (none)",
+        "Mnih et al. (2015): 0; Machado et al. (2018) recommend 0.25"))
     # --- network -----------------------------------------------------------------------
     network: Network = field(default="dueling", metadata=_doc(
         "'dueling' (V and A streams) or 'single' (one stream, same parameter count)",
@@ -187,6 +191,12 @@ class DQNConfig:
         if self.n_step > 1 and not self.env_id.startswith("ALE/"):
             raise ValueError(f"DQNConfig.n_step > 1 needs the frame replay of an ALE/... env "
                              f"id; got n_step={self.n_step} with env_id={self.env_id!r}")
+        if not 0.0 <= self.repeat_action_probability < 1.0:
+            _bad("repeat_action_probability", "in [0, 1)", self.repeat_action_probability)
+        if self.repeat_action_probability and not self.env_id.startswith("ALE/"):
+            raise ValueError(f"DQNConfig.repeat_action_probability (sticky actions) is an "
+                             f"Atari setting: it needs an ALE/... env id; got "
+                             f"{self.repeat_action_probability} with env_id={self.env_id!r}")
         if not 0.0 < self.tau <= 1.0:
             _bad("tau", "in (0, 1]", self.tau)
         if not (self.adam_eps > 0 and math.isfinite(self.adam_eps)):

@@ -587,13 +587,19 @@ def check_not_legacy_atari(env_id: str) -> None:
 # --- one step of a vector env, whatever its autoreset mode ----------------------------
 
 
-def make_training_envs(env_id: str, num_envs: int,
-                       seed: int) -> gym.vector.VectorEnv | AtariVectorEnv:
+def make_training_envs(env_id: str, num_envs: int, seed: int,
+                       repeat_action_probability: float = 0.0
+                       ) -> gym.vector.VectorEnv | AtariVectorEnv:
     """The vector env the training loop steps: for an ALE id ale-py's C++ vector env with
-    the training preprocessing (:func:`make_atari_vector_env`, NEXT_STEP autoreset),
-    for any other id a gymnasium vector env (:func:`make_env`, SAME_STEP autoreset)."""
+    the training preprocessing (:func:`make_atari_vector_env`, NEXT_STEP autoreset, and
+    sticky actions if ``repeat_action_probability`` > 0), for any other id a gymnasium
+    vector env (:func:`make_env`, SAME_STEP autoreset)."""
     if is_atari(env_id):
-        return make_atari_vector_env(env_id, num_envs, seed=seed)
+        return make_atari_vector_env(env_id, num_envs, seed=seed,
+                                     repeat_action_probability=repeat_action_probability)
+    if repeat_action_probability:
+        raise ValueError(f"sticky actions (repeat_action_probability) are an Atari "
+                         f"setting; got {repeat_action_probability} for {env_id!r}")
     return make_env(env_id, num_envs)
 
 

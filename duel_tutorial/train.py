@@ -160,7 +160,8 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
     if out is not None:
         check_run_state(out, resume)
     device = resolve_device(config.device)
-    envs = EnvStepper(make_training_envs(config.env_id, config.num_envs, config.seed))
+    envs = EnvStepper(make_training_envs(config.env_id, config.num_envs, config.seed,
+                                         config.repeat_action_probability))
     n, n_actions = envs.num_envs, envs.n_actions
     # Networks, optimizer, replay buffer, random generators: all seeded from config.seed.
     torch.manual_seed(config.seed)

@@ -416,6 +416,32 @@ def test_an_n_step_atari_run_learns_from_n_step_batches(monkeypatch):
     assert result.steps == 120
 
 
+def test_sticky_actions_while_training_reach_the_emulator(monkeypatch):
+    """repeat_action_probability trains on sticky actions (Machado et al., 2018): the same
+    seed then plays a different game; it is an Atari setting, in [0, 1)."""
+    import duel_tutorial.envs as envs_module
+
+    seen = []
+    real = envs_module.make_atari_vector_env
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("repeat_action_probability"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(envs_module, "make_atari_vector_env", spy)
+    config = dataclasses.replace(ATARI_TINY, total_steps=120, learning_starts=100)
+    plain = train(config)
+    sticky = train(dataclasses.replace(config, repeat_action_probability=0.25))
+    assert seen == [0.0, 0.25]
+    frames = [r.buffer.state_dict()["frames"] for r in (plain, sticky)]
+    assert not np.array_equal(*frames)
+    with pytest.raises(ValueError, match=r"sticky actions.*is an Atari setting"):
+        DQNConfig(repeat_action_probability=0.25)
+    with pytest.raises(ValueError, match=re.escape("repeat_action_probability must be in "
+                                                   "[0, 1)")):
+        preset("atari", repeat_action_probability=1.0)
+
+
 def test_atari_evaluation_plays_one_full_game_per_episode():
     torch.manual_seed(0)
     network = make_network(ATARI_TINY, (4, 84, 84), 6)

@@ -40,21 +40,19 @@ import json
 import sys
 from pathlib import Path
 
-from duel_tutorial.checkpoint import load_checkpoint
 from duel_tutorial.provenance import provenance
 from duel_tutorial.run import EVAL_FILE, load_metrics
 
 EPISODE_FIELDS = ("seed", "step", "time_s", "return")
 EVAL_FIELDS = ("seed", "step", "time_s", "mean", "std", "min", "max")
-RECORD_FIELDS = ("command", "git_commit", "device", "cpu", "wall_time_s", "versions",
-                 "created")
+RECORD_FIELDS = ("command", "git_commit", "device", "cpu", "versions", "created")
 
 
 def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
     """One run: its record, its training games and its periodic evaluations, up to its
     latest checkpoint (``final``, else ``last``)."""
-    finished = (run / "final.json").exists()
-    _, sidecar = load_checkpoint(run, "final" if finished else "last")
+    finished = (run / "final.json").exists()  # the sidecar alone: no tensors to load
+    sidecar = json.loads((run / ("final.json" if finished else "last.json")).read_text())
     step, seed = sidecar["step"], sidecar["config"]["seed"]
     metrics = load_metrics(run)
     keep = metrics["step"] <= step  # rows past the checkpoint would be redone on resume
@@ -78,7 +76,7 @@ def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
         "first_eval_at_bar": None if reached is None else
         {k: reached[k] for k in ("step", "time_s", "mean")},
         "config": sidecar["config"],
-        **{k: sidecar.get(k) for k in RECORD_FIELDS if k != "wall_time_s"},
+        **{k: sidecar.get(k) for k in RECORD_FIELDS},
     }
     return record, episodes, evals
 

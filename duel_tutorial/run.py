@@ -70,9 +70,10 @@ EVAL_COLUMNS = ("step", "mean", "std", "min", "max", "time_s")
 TIMING_COLUMNS = ("sps", "time_s")
 # Fields that may differ between a run and its --resume. None changes the algorithm:
 # total_steps moves only where the run stops, since the epsilon and learning-rate
-# schedules keep the horizon of the run's first start (its "schedule_horizon").
+# schedules keep the horizon of the run's first start (its "schedule_horizon"); the
+# device, the thread count and compiling the update change only floating-point rounding.
 RESUMABLE_OVERRIDES = ("total_steps", "checkpoint_interval", "checkpoint_replay", "device",
-                       "torch_threads")
+                       "torch_threads", "compile_update")
 LOCK_FILE = ".lock"
 
 

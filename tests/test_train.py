@@ -531,10 +531,11 @@ def test_stop_at_ends_a_session_part_way_through_the_same_run(tmp_path):
 
 def test_the_resumable_overrides_leave_the_algorithm_unchanged(tmp_path):
     """Two runs resumed from the same checkpoint, one of them with every resumable field
-    changed (torch_threads aside: a thread count may change floating-point rounding),
-    log the same episodes."""
+    changed (torch_threads and compile_update aside: a thread count or a compiled update
+    may change floating-point rounding), log the same episodes."""
     assert set(RESUMABLE_OVERRIDES) == {"total_steps", "checkpoint_interval",
-                                        "checkpoint_replay", "device", "torch_threads"}
+                                        "checkpoint_replay", "device", "torch_threads",
+                                        "compile_update"}
     runs = {}
     for name, changes in (("same", {}), ("changed", {"checkpoint_interval": 64,
                                                      "checkpoint_replay": False,

@@ -3,7 +3,9 @@
 A run directory holds ``metrics.csv`` (one row per finished episode: step, episode,
 return, length, epsilon, loss, sps, and time_s, the run's wall clock over all its
 sessions; each line written whole and flushed), ``eval.csv`` (periodic greedy
-evaluations, if asked), checkpoints ``last`` and ``final`` (see
+evaluations, if asked), ``sessions.jsonl`` (the run's history: a line when each session
+starts or resumes, with its command, commit, device, processor and config, and one when it
+ends, with its outcome), checkpoints ``last`` and ``final`` (see
 :mod:`duel_tutorial.checkpoint` for the format) and ``.lock``. This module alone reads and
 writes them:
 
@@ -12,6 +14,9 @@ writes them:
   its first one can start again;
 - :class:`MetricsLog`, :func:`load_metrics`: logs whose last line, if a crash or a full
   disk cut it short, is left out and cut on resume;
+- :class:`SessionHistory`, :func:`load_sessions`: the history of the run's sessions,
+  append-only (a resume never cuts it: a session that died after its last checkpoint
+  stays on record);
 - :func:`save_run_checkpoint`, :func:`restore_run_checkpoint`: the training state
   (networks, optimizer, replay, RNG states, counters) in a checkpoint and back;
 - :func:`check_same_run`, :func:`resume_config`: a resume keeps the run's algorithm;
@@ -27,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -64,6 +70,8 @@ METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sp
                    "time_s")
 EVAL_FILE = "eval.csv"
 EVAL_COLUMNS = ("step", "mean", "std", "min", "max", "time_s")
+SESSIONS_FILE = "sessions.jsonl"
+SESSION_EVENTS = ("start", "resume", "finished", "stopped", "diverged", "failed")
 # Columns that measure the machine, not the run: they differ between identical runs.
 # time_s is the wall clock since the run started, all sessions together, evaluations
 # included (a run's learning curve in hours).
@@ -141,6 +149,75 @@ def load_metrics(run: str | Path, file: str = METRICS_FILE) -> dict[str, np.ndar
         kind = int if column in ("step", "episode", "length") else float
         out[column] = np.array([kind(r[column]) for r in rows], dtype=kind)
     return out
+
+
+def record_session(out: Path, event: str, step: int, **fields: Any) -> None:
+    """Append a line to the run's ``sessions.jsonl``: ``event`` (one of
+    :data:`SESSION_EVENTS`) at ``step``, with the time and ``fields``. "start" and "resume"
+    add the provenance of this process (command, commit, device, processor, versions).
+    Written whole and flushed, as the logs are."""
+    if event not in SESSION_EVENTS:
+        raise ValueError(f"a session event must be one of {SESSION_EVENTS}; got {event!r}")
+    record: dict[str, Any] = {"event": event, "step": step}
+    if event in ("start", "resume"):
+        record.update(provenance(**fields))
+        del record["wall_time_s"]  # the session has only begun
+    else:
+        now = datetime.datetime.now(datetime.timezone.utc)
+        record.update(created=now.isoformat(timespec="seconds"), **fields)
+    with open(out / SESSIONS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+class SessionHistory:
+    """One training session's lines in its run's ``sessions.jsonl``: :meth:`begin` ("start"
+    or "resume", with provenance and the config), then :meth:`end` (how it ended) or
+    :meth:`fail` (the error that ended it). Nothing is written for ``out=None``, nor by
+    :meth:`fail` before :meth:`begin` (the request never became a session of the run)."""
+
+    def __init__(self, out: Path | None) -> None:
+        self.out = out
+        self.counters: RunCounters | None = None  # set while the session is open
+
+    def begin(self, counters: RunCounters, resume: bool, command: str | None,
+              device: torch.device, config: DQNConfig) -> None:
+        if self.out is not None:
+            record_session(self.out, "resume" if resume else "start", counters.step,
+                           command=command, device=device, config=config.to_dict())
+            self.counters = counters
+
+    def end(self, outcome: str, session_s: float) -> None:
+        if self.counters is not None:
+            record_session(self.out, outcome, self.counters.step, session_s=round(session_s, 2),
+                           run_s=round(self.counters.wall_time_s + session_s, 2))
+            self.counters = None
+
+    def fail(self, err: BaseException) -> None:
+        if self.counters is not None:
+            with contextlib.suppress(OSError):  # a full disk must not hide the error itself
+                record_session(self.out, "failed", self.counters.step,
+                               error=f"{type(err).__name__}: {err}")
+            self.counters = None
+
+
+def load_sessions(run: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's ``sessions.jsonl``, oldest first ([] for a run without one:
+    it started before the history was kept). A last line cut short is left out."""
+    path = Path(run) / SESSIONS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(_whole_lines(path.read_text()), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{path} line {number} is not a JSON record") from None
+        if not isinstance(record, dict) or record.get("event") not in SESSION_EVENTS:
+            raise ValueError(f"{path} line {number} is not a session record (an object "
+                             f"with an event in {SESSION_EVENTS})")
+        records.append(record)
+    return records
 
 
 def copy_log(source: Path, dest: Path, last_step: int) -> None:
@@ -348,7 +425,7 @@ class RunLog:
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             if not resume:
-                for stale in (METRICS_FILE, EVAL_FILE):
+                for stale in (METRICS_FILE, EVAL_FILE, SESSIONS_FILE):
                     (out / stale).unlink(missing_ok=True)
             self.metrics = MetricsLog(out / METRICS_FILE, METRICS_COLUMNS,
                                       counters.metrics_rows if resume else None)

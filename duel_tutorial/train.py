@@ -74,6 +74,7 @@ from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.run import (
     RunCounters,
     RunLog,
+    SessionHistory,
     check_progress,
     check_run_state,
     json_step,
@@ -146,16 +147,20 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ValueError("resume=True needs the out_dir of the run to continue")
+    history = SessionHistory(out)  # the run's sessions.jsonl
     try:
         with run_lock(out), stop_on_signals() as stop:
-            return _train(config, out, resume, progress, command, stop, stop_at)
+            return _train(config, out, resume, progress, command, stop, stop_at, history)
+    except BaseException as err:
+        history.fail(err)
+        raise
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | str,
-           command: str | None, stop: threading.Event, stop_at: int | None = None
-           ) -> TrainResult:
+           command: str | None, stop: threading.Event, stop_at: int | None,
+           history: SessionHistory) -> TrainResult:
     check_progress(progress)
     if out is not None:
         check_run_state(out, resume)
@@ -188,6 +193,7 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
         learning_starts = run.step + config.learning_starts  # refill it before learning again
     log = RunLog(out, run, n, config.total_steps, resume=resume, progress=progress,
                  evaluations=bool(config.eval_interval))
+    history.begin(run, resume, command, device, config)
     losses = LossMeter(device, config.gradient_steps)
     update_loss = UpdateLoss(config, device, precision, compile=config.compile_update)
 
@@ -256,6 +262,7 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
     log.close(run.step)
     envs.close()
     if losses.diverged:
+        history.end("diverged", wall)
         kept = json_step(out / "last.json") if out is not None else None
         raise TrainingDiverged(
             f"the loss became NaN or infinite by step {run.step:,}; stopped without saving"
@@ -271,6 +278,7 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
                   file=sys.stderr, flush=True)
         else:
             save("final", False)  # what evaluate loads (no replay buffer: small)
+    history.end("stopped" if interrupted else "finished", wall)
     return TrainResult(config=config, network=online.eval(), target_network=target_net.eval(),
                        buffer=buffer, episodes=log.rows, evals=log.evals, steps=run.step,
                        wall_time_s=wall, out_dir=out, interrupted=interrupted)

@@ -24,7 +24,9 @@ writes the small files a chapter loads::
 - ``<name>.json``: per seed, where the run stands (steps, finished or not, wall time, the
   first evaluation that reached ``--bar``, with its step and wall clock), its final
   30-game evaluations from the cards, and each run's provenance (command, config,
-  commit, device, versions); plus this script's own.
+  commit, device, versions, and its sessions: when each started or resumed, at which
+  step, from which commit, on which device and processor, compiled or not, and how it
+  ended); plus this script's own.
 
 ``time_s`` is the run's wall clock since it started, over all its sessions, evaluations
 included; it is only as comparable as the machines and loads it ran under, which the
@@ -41,11 +43,26 @@ import sys
 from pathlib import Path
 
 from duel_tutorial.provenance import provenance
-from duel_tutorial.run import EVAL_FILE, load_metrics
+from duel_tutorial.run import EVAL_FILE, RESUMABLE_OVERRIDES, load_metrics, load_sessions
 
 EPISODE_FIELDS = ("seed", "step", "time_s", "return")
 EVAL_FIELDS = ("seed", "step", "time_s", "mean", "std", "min", "max")
 RECORD_FIELDS = ("command", "git_commit", "device", "cpu", "versions", "created")
+SESSION_FIELDS = ("event", "step", "created", "command", "git_commit", "device", "cpu",
+                  "session_s", "run_s", "error")
+
+
+def sessions(run: Path) -> list[dict]:
+    """The run's sessions (``sessions.jsonl``), each with the settings a resume may change
+    (the device, threads, compilation: what its wall clock depends on)."""
+    out = []
+    for record in load_sessions(run):
+        kept = {k: record[k] for k in SESSION_FIELDS if k in record}
+        if "config" in record:
+            kept.update({k: record["config"][k] for k in RESUMABLE_OVERRIDES
+                         if k in record["config"]})
+        out.append(kept)
+    return out
 
 
 def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
@@ -77,6 +94,7 @@ def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
         {k: reached[k] for k in ("step", "time_s", "mean")},
         "config": sidecar["config"],
         **{k: sidecar.get(k) for k in RECORD_FIELDS},
+        "sessions": sessions(run),
     }
     return record, episodes, evals
 

@@ -34,6 +34,8 @@ def test_the_pong_fast_summary_keeps_every_seed_up_to_its_checkpoint(tmp_path, c
     assert (s1["seed"], s1["steps"], s1["finished"]) == (1, 200, False)
     assert s0["final_evaluation"]["evaluation"]["mean"] == 9.5
     assert s1["final_evaluation"] is None and s0["git_commit"] and s0["config"]["seed"] == 0
+    assert [(r["event"], r["step"]) for r in s1["sessions"]] == [("start", 0), ("stopped", 200)]
+    assert s1["sessions"][0]["compile_update"] is False and s1["sessions"][0]["git_commit"]
     episodes = list(csv.DictReader((out / "pong_fast_episodes.csv").open()))
     assert {r["seed"] for r in episodes} == {"0", "1"}
     assert max(int(r["step"]) for r in episodes if r["seed"] == "1") <= 200

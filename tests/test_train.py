@@ -39,6 +39,7 @@ from duel_tutorial.run import (
     MetricsLog,
     copy_log,
     load_metrics,
+    load_sessions,
 )
 from duel_tutorial.targets import dqn_loss
 from duel_tutorial.train import (
@@ -614,6 +615,53 @@ def test_a_torn_last_line_is_left_out_and_cut_on_resume(tmp_path):
     lines = (out / "metrics.csv").read_text().splitlines()
     assert "207,99,1" not in lines
     assert all(line.count(",") == len(METRICS_COLUMNS) - 1 for line in lines)
+
+
+def test_every_session_of_a_run_is_on_record(tmp_path, monkeypatch):
+    """sessions.jsonl: each start or resume with its provenance and config, and how each
+    ended; a resume never cuts it, a refused request adds nothing, a fresh start clears it."""
+    out = tmp_path / "run"
+    train(TINY, out, stop_at=200)
+    train(TINY, out, resume=True)
+    sessions = load_sessions(out)
+    assert [(s["event"], s["step"]) for s in sessions] == [
+        ("start", 0), ("stopped", 200), ("resume", 200), ("finished", 300)]
+    assert sessions[0]["config"] == TINY.to_dict() and sessions[0]["device"].startswith("cpu")
+    assert {"git_commit", "cpu", "versions", "created", "command"} <= set(sessions[2])
+    assert 0 < sessions[1]["session_s"] <= sessions[3]["run_s"]
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(TINY, out)  # refused before it became a session: nothing recorded
+    with pytest.raises(SystemExit):  # refused on the command line
+        main(["--out", str(out), "--resume", "--lr", "0.5", "--no-progress"])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the update fell over")
+
+    monkeypatch.setattr("duel_tutorial.train.train_phase", broken)
+    with pytest.raises(RuntimeError, match="fell over"):
+        train(dataclasses.replace(TINY, total_steps=400), out, resume=True)
+    events = [(s["event"], s["step"]) for s in load_sessions(out)]
+    assert events[4:] == [("resume", 300), ("failed", 304)]
+    assert load_sessions(out)[-1]["error"] == "RuntimeError: the update fell over"
+    monkeypatch.undo()
+    with open(out / "sessions.jsonl", "a") as f:
+        f.write('{"event": "resu')  # the disk filled up mid-line
+    assert len(load_sessions(out)) == 6
+    (out / "sessions.jsonl").write_text('{"event": "start", "step": 0}\nnot json\n')
+    with pytest.raises(ValueError, match=re.escape("sessions.jsonl line 2 is not a JSON record")):
+        load_sessions(out)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / "sessions.jsonl").write_text('{"event": "start", "step": 0}\n')  # died early
+    train(dataclasses.replace(TINY, total_steps=100), fresh)
+    assert [s["event"] for s in load_sessions(fresh)] == ["start", "finished"]
+
+
+def test_a_diverged_run_says_so_in_its_history(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged):
+        train(dataclasses.replace(TINY, lr=1e300, checkpoint_interval=64), out)
+    assert [s["event"] for s in load_sessions(out)] == ["start", "diverged"]
 
 
 def test_a_copied_log_keeps_whole_rows_up_to_the_checkpoint(tmp_path):

@@ -118,7 +118,8 @@ class DQNConfig:
         "where the CPU has AMX/AVX512_BF16 or the GPU supports it)",
         "measured: benchmarks/update_cost.py"))
     compile_update: bool = field(default=False, metadata=_doc(
-        "torch.compile the minibatch loss (compiles once per run: 20 s to minutes on a CPU)",
+        "torch.compile the minibatch loss (compiles at the first update of each session: "
+        "seconds to minutes on a CPU)",
         "measured: benchmarks/update_cost.py"))
     # --- target network ----------------------------------------------------------------
     target_update_interval: int = field(default=100, metadata=_doc(

@@ -9,14 +9,18 @@ the loop does not wait for every update to finish before it steps the environmen
 Two levers make the update cheaper without changing the algorithm
 (``DQNConfig.update_precision`` and ``compile_update``; acting always stays float32):
 
-- **bfloat16** (:func:`resolve_precision`): the forward passes of the update run under
+- **bfloat16** (:func:`resolve_precision`): the forward passes of the update (the target
+  network's and the online network's, on s and s') run under
   ``torch.autocast(dtype=torch.bfloat16)`` and, for convolutional networks, in
   ``channels_last`` memory; the weights, their gradients, the optimizer state, the TD
   target and the loss stay float32. On CPUs with AMX or AVX512_BF16, oneDNN runs the
   bf16 convolutions and matrix products on them; on other CPUs bf16 is emulated and
-  slower, so ``"auto"`` picks it only where it is fast.
-- **torch.compile** (:class:`UpdateLoss`): the loss (online forward, Double DQN target,
-  TD target, loss) compiled once per run (20 s to minutes on a CPU).
+  slower, so ``"auto"`` picks it only where it is fast (and on GPUs only where bf16 is in
+  hardware).
+- **torch.compile** (:class:`UpdateLoss`): the loss (online forwards, Double DQN target,
+  TD target, loss) and its backward, compiled once per session, at the first update of
+  each start or ``--resume`` (seconds to minutes on a CPU); the target network's forward,
+  clipping and Adam stay eager.
 """
 
 from __future__ import annotations
@@ -52,14 +56,15 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"fp32"`` or ``"bf16"``: ``"auto"`` is bf16 on a GPU that supports it and on a CPU
-    with bf16 hardware (:func:`cpu_has_fast_bf16`), else fp32."""
+    """``"fp32"`` or ``"bf16"``: ``"auto"`` is bf16 on a GPU with bf16 hardware (Ampere and
+    later; not a T4, where torch would emulate it) and on a CPU with bf16 hardware
+    (:func:`cpu_has_fast_bf16`), else fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"update_precision must be one of {PRECISIONS}; got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
 
 

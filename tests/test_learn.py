@@ -84,6 +84,10 @@ def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
     assert resolve_precision("fp32", CPU) == "fp32" and resolve_precision("bf16", CPU) == "bf16"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the book's reference numerics
     assert not cpu_has_fast_bf16() and resolve_precision("auto", CPU) == "fp32"
+    # a GPU: bf16 only in hardware (torch's default also counts emulation, as on a T4)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation)  # a T4
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
     with pytest.raises(ValueError, match="update_precision must be one of"):
         resolve_precision("fp16", CPU)
     with pytest.raises(ValueError, match=r"update_precision must be one of \('fp32', 'bf16', "):

@@ -165,7 +165,12 @@ def record_session(out: Path, event: str, step: int, **fields: Any) -> None:
     else:
         now = datetime.datetime.now(datetime.timezone.utc)
         record.update(created=now.isoformat(timespec="seconds"), **fields)
-    with open(out / SESSIONS_FILE, "a") as f:
+    path = out / SESSIONS_FILE
+    if path.exists():  # a line cut short by a crash or a full disk: cut it off first
+        text = path.read_text()
+        if text and not text.endswith("\n"):
+            path.write_text("".join(_whole_lines(text)))
+    with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
 

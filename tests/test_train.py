@@ -647,6 +647,9 @@ def test_every_session_of_a_run_is_on_record(tmp_path, monkeypatch):
     with open(out / "sessions.jsonl", "a") as f:
         f.write('{"event": "resu')  # the disk filled up mid-line
     assert len(load_sessions(out)) == 6
+    train(dataclasses.replace(TINY, total_steps=400), out, resume=True)  # cut, then appended
+    assert [s["event"] for s in load_sessions(out)][4:] == ["resume", "failed", "resume",
+                                                            "finished"]
     (out / "sessions.jsonl").write_text('{"event": "start", "step": 0}\nnot json\n')
     with pytest.raises(ValueError, match=re.escape("sessions.jsonl line 2 is not a JSON record")):
         load_sessions(out)

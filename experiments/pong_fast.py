@@ -26,12 +26,21 @@ writes the small files a chapter loads::
   30-game evaluations from the cards, and each run's provenance (command, config,
   commit, device, versions, and its sessions: when each started or resumed, at which
   step, from which commit, on which device and processor, compiled or not, and how it
-  ended); plus this script's own.
+  ended); how much Adam's epsilon shrinks each parameter tensor's steps at that
+  checkpoint (below); plus this script's own.
 
 ``time_s`` is the run's wall clock since it started, over all its sessions, evaluations
 included; it is only as comparable as the machines and loads it ran under, which the
 provenance records. A run that is still going is summarised up to its ``last``
 checkpoint, and says so.
+
+Adam moves a weight by ``lr * m / (sqrt(v) + eps)``, with ``m`` and ``v`` its running mean
+gradient and mean squared gradient (bias-corrected). Where ``sqrt(v)`` is small next to
+``eps`` the step shrinks by ``sqrt(v) / (sqrt(v) + eps)`` against an ``eps`` of zero. The
+summary gives, per parameter tensor of the checkpoint's online network, the median of
+``sqrt(v)``, the median of that factor and the share of weights with ``sqrt(v) < eps``,
+read from the optimizer state the checkpoint keeps (chapter 10 measures the same effect
+on the 1/sqrt(2) rescaling).
 """
 
 from __future__ import annotations
@@ -42,6 +51,11 @@ import json
 import sys
 from pathlib import Path
 
+from safetensors import safe_open
+
+from duel_tutorial.checkpoint import checkpoint_path
+from duel_tutorial.config import DQNConfig
+from duel_tutorial.model import make_network
 from duel_tutorial.provenance import provenance
 from duel_tutorial.run import EVAL_FILE, RESUMABLE_OVERRIDES, load_metrics, load_sessions
 
@@ -63,6 +77,28 @@ def sessions(run: Path) -> list[dict]:
                          if k in record["config"]})
         out.append(kept)
     return out
+
+
+def adam_step_scale(run: Path, name: str) -> dict:
+    """How much Adam's epsilon shrinks the steps of each parameter tensor of checkpoint
+    ``name`` of ``run`` (see the module's docstring); reads only the optimizer's tensors."""
+    sidecar = json.loads((run / f"{name}.json").read_text())
+    group = sidecar["optimizer"]["param_groups"][0]
+    eps, beta2 = group["eps"], group["betas"][1]
+    saved = sidecar["network"]
+    network = make_network(DQNConfig.from_dict(sidecar["config"]),
+                           tuple(saved["obs_shape"]), int(saved["n_actions"]))
+    layers = {}
+    with safe_open(checkpoint_path(run, name), "pt") as f:
+        for index, (param, _) in enumerate(network.named_parameters()):
+            step = f.get_tensor(f"optimizer/state/{index}/step").item()
+            v = f.get_tensor(f"optimizer/state/{index}/exp_avg_sq").double()
+            root = (v / (1 - beta2**step)).sqrt().flatten()
+            layers[param] = {"size": root.numel(),
+                             "median_sqrt_v": float(root.median()),
+                             "median_scale": float((root / (root + eps)).median()),
+                             "share_below_eps": float((root < eps).double().mean())}
+    return {"checkpoint": name, "eps": eps, "updates": int(step), "layers": layers}
 
 
 def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
@@ -95,6 +131,7 @@ def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
         "config": sidecar["config"],
         **{k: sidecar.get(k) for k in RECORD_FIELDS},
         "sessions": sessions(run),
+        "adam": adam_step_scale(run, "final" if finished else "last"),
     }
     return record, episodes, evals
 

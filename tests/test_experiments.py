@@ -6,6 +6,9 @@ import csv
 import dataclasses
 import json
 
+import pytest
+
+from duel_tutorial.checkpoint import load_checkpoint, load_policy
 from duel_tutorial.config import DQNConfig
 from duel_tutorial.train import train
 
@@ -48,6 +51,20 @@ def test_the_pong_fast_summary_keeps_every_seed_up_to_its_checkpoint(tmp_path, c
     if reached:
         assert first["step"] == int(reached[0]["step"])
     assert "seed 1: 200 of 400 steps (running)" in capsys.readouterr().out
+    # Adam's step scale, read from the optimizer state of each run's latest checkpoint
+    adam = s0["adam"]
+    assert (adam["checkpoint"], s1["adam"]["checkpoint"]) == ("final", "last")
+    assert adam["eps"] == SMALL.adam_eps
+    tensors, _ = load_checkpoint(done, "final")
+    assert adam["updates"] == tensors["optimizer/state/0/step"].item() > 0
+    v = tensors["optimizer/state/0/exp_avg_sq"].double() / (1 - 0.999 ** adam["updates"])
+    first = next(iter(adam["layers"].values()))  # bias-corrected, as Adam divides by it
+    assert first["median_sqrt_v"] == pytest.approx(float(v.sqrt().median()))
+    assert list(adam["layers"]) == [name for name, _ in load_policy(done)[0].named_parameters()]
+    for layer in adam["layers"].values():
+        root = layer["median_sqrt_v"]  # the scale is monotone in sqrt(v): medians agree
+        assert layer["median_scale"] == pytest.approx(root / (root + adam["eps"]))
+        assert 0 <= layer["share_below_eps"] <= 1 and layer["size"] > 0
     # bad input: one line, exit 2
     assert pong_fast.main([str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "holds no checkpoint" in capsys.readouterr().err

@@ -8,6 +8,7 @@ JSON sidecar built from :func:`provenance`, so a reader can tell how to reproduc
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import platform
@@ -25,8 +26,23 @@ _LIBRARIES = ("duel-tutorial", "torch", "numpy", "gymnasium", "ale-py", "safeten
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The checked-out commit, with ``+dirty`` if tracked files differ; ``None`` outside git."""
-    cwd = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+    """The checked-out commit, with ``+dirty`` if tracked files differ; ``None`` outside git.
+
+    Without ``cwd``: the checkout this package was imported from, read once per process.
+    The code a process runs is the code it imported, so a commit or an edit made on disk
+    while it runs (a long training run, say) does not change what its results record.
+    """
+    if cwd is None:
+        return _package_commit()
+    return _read_commit(Path(cwd))
+
+
+@functools.cache
+def _package_commit() -> str | None:
+    return _read_commit(Path(__file__).resolve().parent)
+
+
+def _read_commit(cwd: Path) -> str | None:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()

@@ -66,3 +66,24 @@ def test_provenance_names_the_processor():
         assert cpu_model() is None
         return
     assert cpu_model().startswith(f"{name} (") and cpu_model().endswith(" CPUs)")
+
+
+def test_the_package_commit_is_read_once_per_process(monkeypatch, tmp_path):
+    """A process runs the code it imported, so a commit made on disk while it runs (a long
+    training run, say) must not change the commit its later results record."""
+    from duel_tutorial import provenance as prov
+
+    prov._package_commit.cache_clear()
+    first = prov.git_commit()
+
+    run = prov.subprocess.run
+
+    def read_git(command, *args, **kwargs):
+        if command[0] == "git":
+            raise AssertionError("git read again")
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(prov.subprocess, "run", read_git)
+    assert prov.git_commit() == first and prov.provenance()["git_commit"] == first
+    with pytest.raises(AssertionError, match="git read again"):
+        prov.git_commit(tmp_path)  # an explicit checkout is read every time

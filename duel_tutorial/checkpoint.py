@@ -223,6 +223,14 @@ def load_policy(
     device = resolve_device("auto" if device is None else str(device))
     tensors, sidecar = load_checkpoint(run, name)
     file = checkpoint_path(run, name)
+    network, config = network_from_sidecar(sidecar, file)
+    load_network_state(network, strip_prefix("online", tensors), f"checkpoint {file}")
+    return network.to(device).eval(), config, sidecar
+
+
+def network_from_sidecar(sidecar: dict[str, Any], file: str | Path) -> tuple[nn.Module, DQNConfig]:
+    """An untrained network of the shape a checkpoint's sidecar describes, and the run's
+    config (validated as it is read); ``file`` names the checkpoint in errors."""
     try:
         config = DQNConfig.from_dict(sidecar["config"])  # checks env_id (__post_init__)
         saved = sidecar["network"]
@@ -230,9 +238,7 @@ def load_policy(
     except (KeyError, TypeError) as err:
         raise ValueError(f"{file}: its sidecar lacks a valid config or network description "
                          f"({type(err).__name__}: {err})") from None
-    network = make_network(config, obs_shape, n_actions)
-    load_network_state(network, strip_prefix("online", tensors), f"checkpoint {file}")
-    return network.to(device).eval(), config, sidecar
+    return make_network(config, obs_shape, n_actions), config
 
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"

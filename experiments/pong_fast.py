@@ -53,9 +53,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from duel_tutorial.checkpoint import checkpoint_path
-from duel_tutorial.config import DQNConfig
-from duel_tutorial.model import make_network
+from duel_tutorial.checkpoint import checkpoint_path, network_from_sidecar
 from duel_tutorial.provenance import provenance
 from duel_tutorial.run import EVAL_FILE, RESUMABLE_OVERRIDES, load_metrics, load_sessions
 
@@ -85,9 +83,7 @@ def adam_step_scale(run: Path, name: str) -> dict:
     sidecar = json.loads((run / f"{name}.json").read_text())
     group = sidecar["optimizer"]["param_groups"][0]
     eps, beta2 = group["eps"], group["betas"][1]
-    saved = sidecar["network"]
-    network = make_network(DQNConfig.from_dict(sidecar["config"]),
-                           tuple(saved["obs_shape"]), int(saved["n_actions"]))
+    network, _ = network_from_sidecar(sidecar, checkpoint_path(run, name))
     layers = {}
     with safe_open(checkpoint_path(run, name), "pt") as f:
         for index, (param, _) in enumerate(network.named_parameters()):

@@ -41,6 +41,14 @@ summary gives, per parameter tensor of the checkpoint's online network, the medi
 ``sqrt(v)``, the median of that factor and the share of weights with ``sqrt(v) < eps``,
 read from the optimizer state the checkpoint keeps (chapter 10 measures the same effect
 on the 1/sqrt(2) rescaling).
+
+It also counts the hidden layer's units (the 512 ReLUs after ``lin``) that have stopped
+working, measured directly: the latest checkpoint's network reads ``--observations``
+observations drawn from the replay that its ``last`` checkpoint keeps (the states it
+trains on). A unit is *dead* if it is zero on every one of them, and *dormant* (Sokar et
+al., 2023) if its mean activation is at most ``tau`` times the layer's mean activation per
+unit. A dead unit gets no gradient; only a change in the layers below it, or in the
+states it sees, can bring it back.
 """
 
 from __future__ import annotations
@@ -51,15 +59,19 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from safetensors import safe_open
 
-from duel_tutorial.checkpoint import checkpoint_path, network_from_sidecar
+from duel_tutorial.checkpoint import checkpoint_path, load_policy, network_from_sidecar
 from duel_tutorial.provenance import provenance
+from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.run import EVAL_FILE, RESUMABLE_OVERRIDES, load_metrics, load_sessions
 
 EPISODE_FIELDS = ("seed", "step", "time_s", "return")
 EVAL_FIELDS = ("seed", "step", "time_s", "mean", "std", "min", "max")
 RECORD_FIELDS = ("command", "git_commit", "device", "cpu", "versions", "created")
+DORMANT_TAU = 0.1  # Sokar et al. (2023) use 0 and 0.1 in their analyses
+OBSERVATIONS = 4096
 SESSION_FIELDS = ("event", "step", "created", "command", "git_commit", "device", "cpu",
                   "session_s", "run_s", "error")
 
@@ -97,7 +109,68 @@ def adam_step_scale(run: Path, name: str) -> dict:
     return {"checkpoint": name, "eps": eps, "updates": int(step), "layers": layers}
 
 
-def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
+def replay_observations(run: Path, name: str, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` observations drawn uniformly (seeded) from the replay that checkpoint ``name``
+    of ``run`` keeps."""
+    sidecar = json.loads((run / f"{name}.json").read_text())
+    with safe_open(checkpoint_path(run, name), "pt") as f:
+        state = {key.removeprefix("replay/"): f.get_tensor(key).numpy()
+                 for key in f.keys() if key.startswith("replay/")}
+    if not state:
+        raise ValueError(f"{run}/{name} keeps no replay; expected a checkpoint saved with "
+                         "its replay (a run's last)")
+    if "frames" in state:
+        envs, slots, *shape = state["frames"].shape
+        buffer = FrameReplayBuffer(envs * slots, envs, tuple(shape),
+                                   sidecar["network"]["obs_shape"][0], seed=seed)
+    else:
+        obs = state["obs"]
+        buffer = ReplayBuffer(len(obs), obs.shape[1:], obs.dtype, seed=seed)
+    buffer.load_state_dict(state)
+    return buffer.sample(n).obs
+
+
+def unit_activity(network: torch.nn.Module, obs: torch.Tensor, tau: float = DORMANT_TAU,
+                  chunk: int = 256) -> dict:
+    """How many units of the hidden layer (the output of ``network.activation``, a ReLU)
+    are dead (zero on every observation of ``obs``) or ``tau``-dormant (mean activation at
+    most ``tau`` times the layer's mean activation per unit)."""
+    if not isinstance(getattr(network, "activation", None), torch.nn.ReLU):
+        raise ValueError(f"expected a network whose hidden layer ends in .activation, a "
+                         f"ReLU; got {type(network).__name__}")
+    outputs: list[torch.Tensor] = []
+    hook = network.activation.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    try:
+        with torch.no_grad():
+            for part in obs.split(chunk):
+                network(part)
+    finally:
+        hook.remove()
+    h = torch.cat(outputs).double()
+    mean = h.mean(0)
+    score = mean / mean.mean() if mean.mean() > 0 else torch.zeros_like(mean)
+    return {"units": h.shape[1], "observations": h.shape[0],
+            "dead": int((h.amax(0) == 0).sum()), "tau": tau,
+            "dormant": int((score <= tau).sum())}
+
+
+def hidden_units(run: Path, name: str, n: int) -> dict | None:
+    """:func:`unit_activity` of checkpoint ``name``'s network on ``n`` observations from
+    the run's ``last`` replay (the same step: a run saves its final next to its last);
+    ``None`` for networks without that hidden layer (the MLPs)."""
+    network, _, sidecar = load_policy(run, name, device="cpu")
+    if not isinstance(getattr(network, "activation", None), torch.nn.ReLU):
+        return None
+    last = json.loads((run / "last.json").read_text())["step"]
+    if last != sidecar["step"]:
+        raise ValueError(f"{run}: its last checkpoint is at step {last:,}, its {name} at "
+                         f"{sidecar['step']:,}; expected the same step")
+    return {"checkpoint": name, "step": last,
+            **unit_activity(network, replay_observations(run, "last", n))}
+
+
+def run_summary(run: Path, bar: float,
+                observations: int = OBSERVATIONS) -> tuple[dict, list[dict], list[dict]]:
     """One run: its record, its training games and its periodic evaluations, up to its
     latest checkpoint (``final``, else ``last``)."""
     finished = (run / "final.json").exists()  # the sidecar alone: no tensors to load
@@ -128,6 +201,7 @@ def run_summary(run: Path, bar: float) -> tuple[dict, list[dict], list[dict]]:
         **{k: sidecar.get(k) for k in RECORD_FIELDS},
         "sessions": sessions(run),
         "adam": adam_step_scale(run, "final" if finished else "last"),
+        "hidden_units": hidden_units(run, "final" if finished else "last", observations),
     }
     return record, episodes, evals
 
@@ -158,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of export_pretrained.py cards named <run>.json")
     parser.add_argument("--bar", type=float, default=19.0,
                         help="the evaluation mean a run must reach [default: 19]")
+    parser.add_argument("--observations", type=int, default=OBSERVATIONS,
+                        help="replayed observations the hidden units are counted on "
+                             f"[default: {OBSERVATIONS}]")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "pong_fast")
     parser.add_argument("--name", default="pong_fast")
     args = parser.parse_args(argv)
@@ -165,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             if not (run / "last.json").exists() and not (run / "final.json").exists():
                 raise ValueError(f"{run} holds no checkpoint; expected a run directory")
-        summaries = [run_summary(run, args.bar) for run in args.runs]
+        if args.observations < 1:
+            raise ValueError(f"--observations must be a positive int; got {args.observations}")
+        summaries = [run_summary(run, args.bar, args.observations) for run in args.runs]
         seeds = [record["seed"] for record, _, _ in summaries]
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"expected one run per seed; got seeds {seeds}")
@@ -191,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
               f"({'finished' if r['finished'] else 'running'}), "
               f"{r['wall_time_s'] / 3600:.2f} h; first 10-game evaluation >= {args.bar:g}: "
               + ("none" if at is None else
-                 f"{at['mean']:.1f} at step {at['step']:,}, {at['time_s'] / 3600:.2f} h"))
+                 f"{at['mean']:.1f} at step {at['step']:,}, {at['time_s'] / 3600:.2f} h")
+              + ("" if (u := r["hidden_units"]) is None else
+                 f"; hidden units dead {u['dead']} of {u['units']}, dormant {u['dormant']}"))
     return 0
 
 

@@ -7,9 +7,11 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from duel_tutorial.checkpoint import load_checkpoint, load_policy
-from duel_tutorial.config import DQNConfig
+from duel_tutorial.config import DQNConfig, preset
+from duel_tutorial.model import MLPQNetwork
 from duel_tutorial.train import train
 
 SMALL = DQNConfig(total_steps=400, learning_starts=64, batch_size=32, buffer_capacity=1_000,
@@ -70,3 +72,36 @@ def test_the_pong_fast_summary_keeps_every_seed_up_to_its_checkpoint(tmp_path, c
     assert "holds no checkpoint" in capsys.readouterr().err
     assert pong_fast.main([str(done), str(done), "--out", str(out)]) == 2
     assert "one run per seed" in capsys.readouterr().err
+    assert pong_fast.main([str(done), "--observations", "0", "--out", str(out)]) == 2
+    assert "--observations must be a positive int; got 0" in capsys.readouterr().err
+    assert s0["hidden_units"] is None  # CartPole's MLP: no conv trunk's hidden layer
+
+
+def test_the_pong_fast_summary_counts_dead_hidden_units_on_replayed_states(
+        tmp_path, capsys, experiment_script):
+    pong_fast = experiment_script("pong_fast")
+    run = tmp_path / "pong-s0"
+    train(preset("atari", total_steps=120, num_envs=2, learning_starts=64, batch_size=8,
+                 buffer_capacity=400, eval_interval=0, checkpoint_interval=120,
+                 device="cpu", torch_threads=1), run)
+    out = tmp_path / "summary"
+    assert pong_fast.main([str(run), "--observations", "50", "--out", str(out)]) == 0
+    units = json.loads((out / "pong_fast.json").read_text())["runs"][0]["hidden_units"]
+    assert (units["checkpoint"], units["step"], units["units"], units["observations"]) == (
+        "final", 120, 512, 50)
+    assert 0 <= units["dead"] <= units["dormant"] <= 512
+    assert f"hidden units dead {units['dead']} of 512" in capsys.readouterr().out
+    obs = pong_fast.replay_observations(run, "last", 50)
+    assert obs.shape == (50, 4, 84, 84) and obs.dtype == torch.uint8
+    network = load_policy(run, device="cpu")[0]
+    with torch.no_grad():  # 7 units that never fire; the others all fire, equally
+        network.lin.weight.zero_()
+        network.lin.bias.fill_(1.0)
+        network.lin.bias[:7] = -1.0
+    assert pong_fast.unit_activity(network, obs) == {
+        "units": 512, "observations": 50, "dead": 7, "tau": 0.1, "dormant": 7}
+    with pytest.raises(ValueError, match=r"expected a network whose hidden layer .*; got "
+                                         "MLPQNetwork"):
+        pong_fast.unit_activity(MLPQNetwork(4, 2), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="keeps no replay; expected a checkpoint saved"):
+        pong_fast.replay_observations(run, "final", 50)

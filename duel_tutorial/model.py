@@ -406,6 +406,50 @@ def matched_hidden(input_size: int, n_actions: int, hidden: int) -> int:
     return max(1, round((dueling - shared - n_actions) / (hidden + 1 + n_actions)))
 
 
+DORMANT_TAU = 0.1
+"""A unit is dormant if its mean activation is at most this share of its layer's mean per
+unit (Sokar et al., 2023, use 0 and 0.1 in their analyses)."""
+
+
+def hidden_layer(network: nn.Module) -> nn.ReLU | None:
+    """The ReLU after ``lin`` (the layer the two streams, or the Q head, read) of the
+    convolutional networks, Atari's and MinAtar's; ``None`` for the MLPs."""
+    activation = getattr(network, "activation", None)
+    return activation if isinstance(activation, nn.ReLU) else None
+
+
+def hidden_unit_activity(network: nn.Module, obs: torch.Tensor, tau: float = DORMANT_TAU,
+                         chunk: int = 256) -> dict[str, int | float]:
+    """How many units of ``network``'s :func:`hidden_layer` are *dead* (zero on every
+    observation of ``obs``: they pass no gradient back) or *dormant* (mean activation at
+    most ``tau`` times the layer's mean per unit, which includes the dead ones).
+
+    Returns ``{"units", "observations", "dead", "dormant", "tau"}``. Runs the network
+    without gradients, ``chunk`` observations at a time, on their device.
+    """
+    layer = hidden_layer(network)
+    if layer is None:
+        raise ValueError(f"expected a network whose hidden layer ends in .activation, a "
+                         f"ReLU; got {type(network).__name__}")
+    if len(obs) == 0:
+        raise ValueError("expected at least one observation; got none")
+    outputs: list[torch.Tensor] = []
+    hook = layer.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
+    try:
+        with torch.no_grad():
+            for part in obs.split(chunk):
+                network(part)
+    finally:
+        hook.remove()
+    h = torch.cat(outputs).double()
+    mean = h.mean(0)
+    layer_mean = mean.mean()
+    score = mean / layer_mean if layer_mean > 0 else torch.zeros_like(mean)
+    return {"units": h.shape[1], "observations": h.shape[0],
+            "dead": int((h.amax(0) == 0).sum()), "dormant": int((score <= tau).sum()),
+            "tau": tau}
+
+
 def make_network(config: DQNConfig, obs_shape: tuple[int, ...] | Any, n_actions: int
                  ) -> nn.Module:
     """The Q-network ``config`` asks for, sized for the observations and actions.

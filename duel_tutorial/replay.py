@@ -163,8 +163,10 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def sample_indices(self, batch_size: int, n_batches: int = 1) -> np.ndarray:
-        """``n_batches * batch_size`` slot indices drawn uniformly, with replacement."""
+    def sample_indices(self, batch_size: int, n_batches: int = 1, *,
+                       rng: np.random.Generator | None = None) -> np.ndarray:
+        """``n_batches * batch_size`` slot indices drawn uniformly, with replacement, by
+        ``rng`` (default: the buffer's own generator)."""
         if batch_size > self.size:
             raise ValueError(
                 f"cannot sample {batch_size} transitions: the buffer holds {self.size} "
@@ -173,13 +175,17 @@ class ReplayBuffer:
         if batch_size < 1 or n_batches < 1:
             raise ValueError(f"batch_size and n_batches must be positive ints; got "
                              f"{batch_size!r} and {n_batches!r}")
-        return self.rng.integers(0, self.size, size=n_batches * batch_size)
+        return (self.rng if rng is None else rng).integers(0, self.size,
+                                                           size=n_batches * batch_size)
 
     def sample(
         self, batch_size: int, device: torch.device | str | None = None, *, n_batches: int = 1,
-        n_step: int = 1, gamma: float | None = None,
+        n_step: int = 1, gamma: float | None = None, rng: np.random.Generator | None = None,
     ) -> Batch:
         """A uniformly sampled :class:`Batch` of ``batch_size`` transitions on ``device``.
+
+        ``rng`` draws the indices instead of the buffer's own generator, so that a look at
+        the replay (a diagnostic) leaves the training's sampling as it was.
 
         ``n_batches > 1`` draws that many independent minibatches at once, stacked along
         the first axis (``n_batches * batch_size`` rows; minibatch ``k`` is rows
@@ -190,7 +196,7 @@ class ReplayBuffer:
         if n_step != 1:
             raise ValueError(f"ReplayBuffer samples one-step transitions only (n-step returns "
                              f"need FrameReplayBuffer, for ALE ids); got n_step={n_step!r}")
-        idx = self.sample_indices(batch_size, n_batches)
+        idx = self.sample_indices(batch_size, n_batches, rng=rng)
         # arr[idx] is a fresh contiguous array: torch.from_numpy wraps it without a copy
         tensors = (torch.from_numpy(getattr(self, name)[idx]) for name in self.FIELDS)
         if device is None or torch.device(device).type == "cpu":
@@ -384,9 +390,12 @@ class FrameReplayBuffer:
                                                                               dtype=bool)
         self._write_frames(next_obs, new_game)
 
-    def sample_indices(self, batch_size: int, n_batches: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def sample_indices(self, batch_size: int, n_batches: int = 1, *,
+                       rng: np.random.Generator | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """``(stream, slot)`` of ``n_batches * batch_size`` transitions drawn uniformly
-        (with replacement) among the valid ones; ``slot`` is unwrapped."""
+        (with replacement) among the valid ones by ``rng`` (default: the buffer's own
+        generator); ``slot`` is unwrapped."""
         if batch_size < 1 or n_batches < 1:
             raise ValueError(f"batch_size and n_batches must be positive ints; got "
                              f"{batch_size!r} and {n_batches!r}")
@@ -399,9 +408,10 @@ class FrameReplayBuffer:
         stream = np.empty(n, dtype=np.int64)
         slot = np.empty(n, dtype=np.int64)
         todo = np.arange(n)
+        rng = self.rng if rng is None else rng
         while todo.size:  # rejection: invalid slots are about one per game
-            s = self.rng.integers(0, self.num_envs, size=todo.size)
-            t = self.rng.integers(lo, hi + 1, size=todo.size)
+            s = rng.integers(0, self.num_envs, size=todo.size)
+            t = rng.integers(lo, hi + 1, size=todo.size)
             ok = self.valid[s, t % self.slots]
             stream[todo[ok]], slot[todo[ok]] = s[ok], t[ok]
             todo = todo[~ok]
@@ -409,7 +419,7 @@ class FrameReplayBuffer:
 
     def sample(
         self, batch_size: int, device: torch.device | str | None = None, *, n_batches: int = 1,
-        n_step: int = 1, gamma: float | None = None,
+        n_step: int = 1, gamma: float | None = None, rng: np.random.Generator | None = None,
     ) -> Batch | NStepBatch:
         """A uniformly sampled :class:`Batch`: ``obs, next_obs (B, 4, 84, 84) uint8``.
 
@@ -417,11 +427,12 @@ class FrameReplayBuffer:
         :meth:`ReplayBuffer.sample`. ``n_step > 1`` (with the discount ``gamma``) returns
         an :class:`NStepBatch`: from a sampled step ``t``, the rewards of
         steps ``t .. t + m - 1`` of the same stream, where ``m <= n_step`` stops after a
-        step that terminated or truncated and before a step not yet taken.
+        step that terminated or truncated and before a step not yet taken. ``rng`` as in
+        :meth:`ReplayBuffer.sample`.
         """
         if isinstance(n_step, bool) or not isinstance(n_step, int) or n_step < 1:
             raise ValueError(f"n_step must be a positive int; got {n_step!r}")
-        stream, slot = self.sample_indices(batch_size, n_batches)
+        stream, slot = self.sample_indices(batch_size, n_batches, rng=rng)
         if n_step > 1:
             if gamma is None or not 0.0 <= gamma <= 1.0:
                 raise ValueError(f"n-step sampling needs gamma in [0, 1]; got {gamma!r}")

@@ -3,7 +3,9 @@
 A run directory holds ``metrics.csv`` (one row per finished episode: step, episode,
 return, length, epsilon, loss, sps, and time_s, the run's wall clock over all its
 sessions; each line written whole and flushed), ``eval.csv`` (periodic greedy
-evaluations, if asked), ``sessions.jsonl`` (the run's history: a line when each session
+evaluations, if asked: their returns' summary, the wall clock, and how many units of the
+network's hidden layer are dead or dormant on replayed states, NaN for networks without
+one), ``sessions.jsonl`` (the run's history: a line when each session
 starts or resumes, with its command, commit, device, processor and config, and one when it
 ends, with its outcome), checkpoints ``last`` and ``final`` (see
 :mod:`duel_tutorial.checkpoint` for the format) and ``.lock``. This module alone reads and
@@ -69,7 +71,8 @@ METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = ("step", "episode", "return", "length", "epsilon", "loss", "sps",
                    "time_s")
 EVAL_FILE = "eval.csv"
-EVAL_COLUMNS = ("step", "mean", "std", "min", "max", "time_s")
+EVAL_COLUMNS = ("step", "mean", "std", "min", "max", "time_s", "dead_units",
+                "dormant_units")
 SESSIONS_FILE = "sessions.jsonl"
 SESSION_EVENTS = ("start", "resume", "finished", "stopped", "diverged", "failed")
 # Columns that measure the machine, not the run: they differ between identical runs.
@@ -478,12 +481,16 @@ class RunLog:
         if self.lines is not None:
             self.lines.maybe_print(step, self.counters.episode, self.rows)
 
-    def add_evaluation(self, step: int, returns: np.ndarray) -> float:
-        """Log a greedy evaluation's episode returns; returns their mean."""
+    def add_evaluation(self, step: int, returns: np.ndarray,
+                       units: dict[str, int | float] | None = None) -> float:
+        """Log a greedy evaluation's episode returns, and the hidden layer's dead and
+        dormant units at that step (NaN without them); returns the returns' mean."""
         self.evals.append({"step": step, "mean": round(float(returns.mean()), 4),
                            "std": round(float(returns.std()), 4),
                            "min": float(returns.min()), "max": float(returns.max()),
-                           "time_s": round(self.run_time(), 3)})
+                           "time_s": round(self.run_time(), 3),
+                           "dead_units": units["dead"] if units else float("nan"),
+                           "dormant_units": units["dormant"] if units else float("nan")})
         self.counters.eval_rows += 1
         if self.eval_log is not None:
             self.eval_log.write(self.evals[-1])

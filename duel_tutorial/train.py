@@ -69,7 +69,7 @@ from duel_tutorial.envs import EnvStepper, is_atari, is_minatar, make_training_e
 from duel_tutorial.evaluate import EVAL_SEED_OFFSET, evaluate
 from duel_tutorial.exploration import current_epsilon, epsilon_greedy
 from duel_tutorial.learn import LossMeter, UpdateLoss, resolve_precision, train_phase
-from duel_tutorial.model import make_network
+from duel_tutorial.model import hidden_layer, hidden_unit_activity, make_network
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.run import (
     RunCounters,
@@ -241,11 +241,13 @@ def _train(config: DQNConfig, out: Path | None, resume: bool, progress: bool | s
                     break
                 log.end_episodes(ended, run.step, epsilon, loss)
 
-            # 7. evaluate the greedy policy now and then (optional; same seeds each time)
+            # 7. evaluate the greedy policy now and then (optional; same seeds each time),
+            #    and count the hidden layer's dead units on replayed states
             if config.eval_interval and _crossed(run.step, config.eval_interval, n):
                 returns = evaluate(online, config.env_id, config.eval_episodes,
                                    seed=config.seed + EVAL_SEED_OFFSET)
-                if log.add_evaluation(run.step, returns) >= config.stop_return:
+                units = _unit_activity(online, buffer, device, run.step)
+                if log.add_evaluation(run.step, returns, units) >= config.stop_return:
                     break  # good enough: stop early (the final checkpoint is written below)
 
             # 8. checkpoint now and then, never with NaN weights
@@ -293,6 +295,23 @@ def _make_replay(config: DQNConfig, envs: EnvStepper, device: torch.device,
         return FrameReplayBuffer(config.buffer_capacity, envs.num_envs, envs.obs_shape[1:],
                                  envs.obs_shape[0], device=where, rng=rng)
     return ReplayBuffer(config.buffer_capacity, envs.obs_shape, envs.obs_dtype, rng=rng)
+
+
+UNIT_OBSERVATIONS = 4096
+"""Replayed observations the hidden layer's units are counted on at each evaluation."""
+
+
+def _unit_activity(network: nn.Module, buffer: ReplayBuffer | FrameReplayBuffer,
+                   device: torch.device, step: int) -> dict[str, int | float] | None:
+    """:func:`~duel_tutorial.model.hidden_unit_activity` on up to
+    :data:`UNIT_OBSERVATIONS` observations from the replay, drawn by a generator of their
+    own (seeded by the step), so that the run's own sampling stays as it was; ``None``
+    for a network without that hidden layer (the MLPs) or an empty replay."""
+    n = min(UNIT_OBSERVATIONS, len(buffer))
+    if hidden_layer(network) is None or n == 0:
+        return None
+    obs = buffer.sample(n, device, rng=np.random.default_rng(step)).obs
+    return hidden_unit_activity(network, obs)
 
 
 def _crossed(step: int, every: int, n: int) -> bool:

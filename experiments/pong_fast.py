@@ -20,7 +20,8 @@ writes the small files a chapter loads::
 
 - ``<name>_episodes.csv``: every training game (seed, step, time_s, return);
 - ``<name>_eval.csv``: the periodic 10-game greedy evaluations (seed, step, time_s, mean,
-  std, min, max);
+  std, min, max, and the dead and dormant hidden units the trainer counted at each one:
+  NaN for runs from before it did);
 - ``<name>.json``: per seed, where the run stands (steps, finished or not, wall time, the
   first evaluation that reached ``--bar``, with its step and wall clock), its final
   30-game evaluations from the cards, and each run's provenance (command, config,
@@ -63,14 +64,15 @@ import torch
 from safetensors import safe_open
 
 from duel_tutorial.checkpoint import checkpoint_path, load_policy, network_from_sidecar
+from duel_tutorial.model import hidden_layer, hidden_unit_activity
 from duel_tutorial.provenance import provenance
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
 from duel_tutorial.run import EVAL_FILE, RESUMABLE_OVERRIDES, load_metrics, load_sessions
 
 EPISODE_FIELDS = ("seed", "step", "time_s", "return")
-EVAL_FIELDS = ("seed", "step", "time_s", "mean", "std", "min", "max")
+EVAL_FIELDS = ("seed", "step", "time_s", "mean", "std", "min", "max", "dead_units",
+               "dormant_units")  # the last two NaN for runs that did not log them
 RECORD_FIELDS = ("command", "git_commit", "device", "cpu", "versions", "created")
-DORMANT_TAU = 0.1  # Sokar et al. (2023) use 0 and 0.1 in their analyses
 OBSERVATIONS = 4096
 SESSION_FIELDS = ("event", "step", "created", "command", "git_commit", "device", "cpu",
                   "session_s", "run_s", "error")
@@ -130,43 +132,20 @@ def replay_observations(run: Path, name: str, n: int, seed: int = 0) -> torch.Te
     return buffer.sample(n).obs
 
 
-def unit_activity(network: torch.nn.Module, obs: torch.Tensor, tau: float = DORMANT_TAU,
-                  chunk: int = 256) -> dict:
-    """How many units of the hidden layer (the output of ``network.activation``, a ReLU)
-    are dead (zero on every observation of ``obs``) or ``tau``-dormant (mean activation at
-    most ``tau`` times the layer's mean activation per unit)."""
-    if not isinstance(getattr(network, "activation", None), torch.nn.ReLU):
-        raise ValueError(f"expected a network whose hidden layer ends in .activation, a "
-                         f"ReLU; got {type(network).__name__}")
-    outputs: list[torch.Tensor] = []
-    hook = network.activation.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-    try:
-        with torch.no_grad():
-            for part in obs.split(chunk):
-                network(part)
-    finally:
-        hook.remove()
-    h = torch.cat(outputs).double()
-    mean = h.mean(0)
-    score = mean / mean.mean() if mean.mean() > 0 else torch.zeros_like(mean)
-    return {"units": h.shape[1], "observations": h.shape[0],
-            "dead": int((h.amax(0) == 0).sum()), "tau": tau,
-            "dormant": int((score <= tau).sum())}
-
-
 def hidden_units(run: Path, name: str, n: int) -> dict | None:
-    """:func:`unit_activity` of checkpoint ``name``'s network on ``n`` observations from
-    the run's ``last`` replay (the same step: a run saves its final next to its last);
-    ``None`` for networks without that hidden layer (the MLPs)."""
+    """:func:`~duel_tutorial.model.hidden_unit_activity` of checkpoint ``name``'s
+    network on ``n`` observations from the run's ``last`` replay (the same step: a run
+    saves its final next to its last); ``None`` for networks without that hidden layer
+    (the MLPs)."""
     network, _, sidecar = load_policy(run, name, device="cpu")
-    if not isinstance(getattr(network, "activation", None), torch.nn.ReLU):
+    if hidden_layer(network) is None:
         return None
     last = json.loads((run / "last.json").read_text())["step"]
     if last != sidecar["step"]:
         raise ValueError(f"{run}: its last checkpoint is at step {last:,}, its {name} at "
                          f"{sidecar['step']:,}; expected the same step")
     return {"checkpoint": name, "step": last,
-            **unit_activity(network, replay_observations(run, "last", n))}
+            **hidden_unit_activity(network, replay_observations(run, "last", n))}
 
 
 def run_summary(run: Path, bar: float,
@@ -188,7 +167,8 @@ def run_summary(run: Path, bar: float,
     if (run / EVAL_FILE).exists():
         table = load_metrics(run, EVAL_FILE)
         evals = [{"seed": seed, **{k: (int(table[k][i]) if k == "step" else
-                                       float(table[k][i])) for k in EVAL_FIELDS[1:]}}
+                                       float(table[k][i]) if k in table else float("nan"))
+                                   for k in EVAL_FIELDS[1:]}}
                  for i in range(len(table["step"])) if table["step"][i] <= step]
     reached = next((e for e in evals if e["mean"] >= bar), None)
     record = {

@@ -11,7 +11,7 @@ import torch
 
 from duel_tutorial.checkpoint import load_checkpoint, load_policy
 from duel_tutorial.config import DQNConfig, preset
-from duel_tutorial.model import MLPQNetwork
+from duel_tutorial.model import hidden_unit_activity
 from duel_tutorial.train import train
 
 SMALL = DQNConfig(total_steps=400, learning_starts=64, batch_size=32, buffer_capacity=1_000,
@@ -82,8 +82,8 @@ def test_the_pong_fast_summary_counts_dead_hidden_units_on_replayed_states(
     pong_fast = experiment_script("pong_fast")
     run = tmp_path / "pong-s0"
     train(preset("atari", total_steps=120, num_envs=2, learning_starts=64, batch_size=8,
-                 buffer_capacity=400, eval_interval=0, checkpoint_interval=120,
-                 device="cpu", torch_threads=1), run)
+                 buffer_capacity=400, eval_interval=120, eval_episodes=1,
+                 checkpoint_interval=120, device="cpu", torch_threads=1), run)
     out = tmp_path / "summary"
     assert pong_fast.main([str(run), "--observations", "50", "--out", str(out)]) == 0
     units = json.loads((out / "pong_fast.json").read_text())["runs"][0]["hidden_units"]
@@ -93,15 +93,9 @@ def test_the_pong_fast_summary_counts_dead_hidden_units_on_replayed_states(
     assert f"hidden units dead {units['dead']} of 512" in capsys.readouterr().out
     obs = pong_fast.replay_observations(run, "last", 50)
     assert obs.shape == (50, 4, 84, 84) and obs.dtype == torch.uint8
-    network = load_policy(run, device="cpu")[0]
-    with torch.no_grad():  # 7 units that never fire; the others all fire, equally
-        network.lin.weight.zero_()
-        network.lin.bias.fill_(1.0)
-        network.lin.bias[:7] = -1.0
-    assert pong_fast.unit_activity(network, obs) == {
-        "units": 512, "observations": 50, "dead": 7, "tau": 0.1, "dormant": 7}
-    with pytest.raises(ValueError, match=r"expected a network whose hidden layer .*; got "
-                                         "MLPQNetwork"):
-        pong_fast.unit_activity(MLPQNetwork(4, 2), torch.zeros(3, 4))
+    direct = hidden_unit_activity(load_policy(run, device="cpu")[0], obs)
+    assert (direct["dead"], direct["dormant"]) == (units["dead"], units["dormant"])
+    (row,) = csv.DictReader((out / "pong_fast_eval.csv").open())  # the trainer's count
+    assert 0 <= float(row["dead_units"]) <= float(row["dormant_units"]) <= 512
     with pytest.raises(ValueError, match="keeps no replay; expected a checkpoint saved"):
         pong_fast.replay_observations(run, "final", 50)

@@ -27,6 +27,7 @@ from duel_tutorial import (
     conv_output_size,
     describe_conv_stack,
 )
+from duel_tutorial.model import hidden_layer, hidden_unit_activity
 
 
 def n_params(module: nn.Module) -> int:
@@ -508,3 +509,23 @@ def test_conv_output_size_rejects_bad_arguments(kwargs, message):
     with pytest.raises(ValueError) as error:
         conv_output_size(**kwargs)
     assert str(error.value).startswith(message)
+
+
+def test_dead_and_dormant_hidden_units_are_counted_on_the_observations_given():
+    net = DuelingQNetwork(n_actions=6)
+    obs = make_frames(batch=10)
+    with torch.no_grad():  # 7 units that never fire, 3 that fire weakly, the rest alike
+        net.lin.weight.zero_()
+        net.lin.bias.fill_(1.0)
+        net.lin.bias[:7] = -1.0
+        net.lin.bias[7:10] = 0.05
+    counts = hidden_unit_activity(net, obs, chunk=4)
+    assert counts == {"units": 512, "observations": 10, "dead": 7, "dormant": 10, "tau": 0.1}
+    assert hidden_unit_activity(net, obs, tau=0.01)["dormant"] == 7
+    assert hidden_layer(MLPQNetwork(4, 2)) is None and hidden_layer(net) is net.activation
+    with pytest.raises(ValueError, match=r"hidden layer ends in .activation, a ReLU; got "
+                                         r"MLPDuelingQNetwork"):
+        hidden_unit_activity(MLPDuelingQNetwork(4, 2), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="at least one observation; got none"):
+        hidden_unit_activity(net, obs[:0])
+    assert not net.lin.weight.requires_grad or net.lin.weight.grad is None  # no backward

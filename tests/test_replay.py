@@ -112,6 +112,17 @@ def test_same_seed_samples_the_same_minibatches():
         assert torch.equal(a.sample(16).reward, b.sample(16).reward)
 
 
+def test_a_generator_of_its_own_samples_without_moving_the_buffers():
+    buffer = ReplayBuffer(100, (4,), np.float32, seed=7)
+    _fill(buffer, 50)
+    state = buffer.rng.bit_generator.state
+    looks = [buffer.sample(16, rng=np.random.default_rng(3)).reward for _ in range(2)]
+    assert torch.equal(*looks) and buffer.rng.bit_generator.state == state
+    fresh = ReplayBuffer(100, (4,), np.float32, seed=7)
+    _fill(fresh, 50)
+    assert torch.equal(buffer.sample(16).reward, fresh.sample(16).reward)
+
+
 def test_nbytes_is_capacity_times_transition_size():
     buffer = ReplayBuffer(1000, (4, 84, 84), np.uint8)
     # 2 observations + int64 action + float32 reward + 2 bools
@@ -206,6 +217,17 @@ def test_frame_replay_state_dict_round_trip_samples_the_same():
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="frames of shape"):
         FrameReplayBuffer(2 * 50, num_envs=2).load_state_dict(buffer.state_dict())
+
+
+def test_frame_replay_samples_with_a_generator_of_its_own_without_moving_its_own():
+    buffer = FrameReplayBuffer(2 * 100, num_envs=2, seed=0)
+    _breakout_rollout(buffer, 150)
+    state = buffer.rng.bit_generator.state
+    looks = [buffer.sample(32, rng=np.random.default_rng(3), n_step=3, gamma=0.99)
+             for _ in range(2)]
+    for a, b in zip(*looks, strict=True):
+        assert torch.equal(a, b)
+    assert buffer.rng.bit_generator.state == state
 
 
 def test_frame_replay_errors_are_clear():

@@ -216,6 +216,27 @@ def test_periodic_greedy_evaluations_go_to_eval_csv(tmp_path):
     assert (np.diff(evals["time_s"]) > 0).all()  # the wall clock of each evaluation
 
 
+def test_evaluations_count_dead_hidden_units_without_changing_the_run(tmp_path):
+    config = dataclasses.replace(ATARI_TINY, eval_interval=120, eval_episodes=1,
+                                 total_steps=240)
+    with_evals = train(config, tmp_path / "a")
+    evals = load_metrics(tmp_path / "a", "eval.csv")
+    assert evals["step"].tolist() == [120, 240]
+    assert ((0 <= evals["dead_units"]) & (evals["dead_units"] <= evals["dormant_units"])
+            & (evals["dormant_units"] <= 512)).all()
+    assert [e["dead_units"] for e in with_evals.evals] == evals["dead_units"].tolist()
+    # the count draws from the replay with a generator of its own: the same run without
+    # evaluations ends with the same weights
+    without = train(dataclasses.replace(config, eval_interval=0))
+    for a, b in zip(with_evals.network.parameters(), without.network.parameters(),
+                    strict=True):
+        assert torch.equal(a, b)
+    # a network without that hidden layer (CartPole's MLP) logs NaN
+    plain = load_metrics(train(dataclasses.replace(TINY, eval_interval=150, eval_episodes=1),
+                               tmp_path / "b").out_dir, "eval.csv")
+    assert np.isnan(plain["dead_units"]).all() and np.isnan(plain["dormant_units"]).all()
+
+
 def test_time_s_is_the_run_s_wall_clock_across_sessions(tmp_path):
     """metrics.csv's and eval.csv's time_s go on from where the last session's checkpoint
     left them, so a resumed run's learning curve has one time axis."""

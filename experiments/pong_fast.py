@@ -198,6 +198,14 @@ def card_evaluations(card: Path) -> dict:
     return out
 
 
+def state(record: dict) -> str:
+    """Where an unfinished run stands: how its last session ended (``stopped``: with a
+    checkpoint, and it can resume), or ``running`` while that session has not ended (or
+    was killed before it could say so)."""
+    last = record["sessions"][-1]["event"] if record["sessions"] else "start"
+    return "running" if last in ("start", "resume") else last
+
+
 def write_csv(path: Path, fields: tuple[str, ...], rows: list[dict]) -> None:
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in records:
         at = r["first_eval_at_bar"]
         print(f"seed {r['seed']}: {r['steps']:,} of {r['total_steps']:,} steps "
-              f"({'finished' if r['finished'] else 'running'}), "
+              f"({'finished' if r['finished'] else 'not finished: ' + state(r)}), "
               f"{r['wall_time_s'] / 3600:.2f} h; first 10-game evaluation >= {args.bar:g}: "
               + ("none" if at is None else
                  f"{at['mean']:.1f} at step {at['step']:,}, {at['time_s'] / 3600:.2f} h")

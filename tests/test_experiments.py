@@ -52,7 +52,7 @@ def test_the_pong_fast_summary_keeps_every_seed_up_to_its_checkpoint(tmp_path, c
     assert (first is None) == (not reached)
     if reached:
         assert first["step"] == int(reached[0]["step"])
-    assert "seed 1: 200 of 400 steps (running)" in capsys.readouterr().out
+    assert "seed 1: 200 of 400 steps (not finished: stopped)" in capsys.readouterr().out
     # Adam's step scale, read from the optimizer state of each run's latest checkpoint
     adam = s0["adam"]
     assert (adam["checkpoint"], s1["adam"]["checkpoint"]) == ("final", "last")

@@ -99,3 +99,25 @@ def test_the_pong_fast_summary_counts_dead_hidden_units_on_replayed_states(
     assert 0 <= float(row["dead_units"]) <= float(row["dormant_units"]) <= 512
     with pytest.raises(ValueError, match="keeps no replay; expected a checkpoint saved"):
         pong_fast.replay_observations(run, "final", 50)
+
+
+def test_the_adam_eps_test_trains_fresh_networks_on_one_fixed_replay(tmp_path, capsys,
+                                                                    experiment_script):
+    adam_eps_units = experiment_script("adam_eps_units")
+    assert adam_eps_units.main(["--eps", "1e-8", "1e-3", "--seeds", "2", "--updates", "4",
+                                "--every", "2", "--transitions", "200",
+                                "--observations", "64", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "adam_eps_units.csv").open()))
+    assert [(r["adam_eps"], r["seed"], r["update"]) for r in rows] == [
+        (eps, seed, update) for eps in ("1e-08", "0.001") for seed in ("0", "1")
+        for update in ("0", "2", "4")]
+    assert all(0 <= int(r["dead"]) <= int(r["dormant"]) <= 512 for r in rows)
+    assert all((r["loss"] == "") == (r["update"] == "0") for r in rows)
+    # update 0 is the freshly seeded network: the same for both epsilons
+    first = {(r["seed"], r["dead"]) for r in rows if r["update"] == "0"}
+    assert len(first) == 2
+    meta = json.loads((tmp_path / "adam_eps_units.json").read_text())
+    assert meta["replay"]["transitions"] == 200 and meta["git_commit"]
+    assert "eps 0.001, seed 1:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        adam_eps_units.main(["--eps", "0", "--out", str(tmp_path)])

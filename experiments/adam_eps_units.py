@@ -1,6 +1,7 @@
 """Does Adam's epsilon alone decide how many hidden units die? A controlled test on Pong.
 
     nice python experiments/adam_eps_units.py              # -> experiments/adam_eps_units/
+    nice python experiments/adam_eps_units.py --eps 1e-8 --lr 1e-5 --name adam_eps_units_lr1e-5
 
 Chapter 15 found more than half of the dueling network's 512 hidden units dead in every
 Pong run with Adam's ``eps = 1e-8``, from the first evaluation on, and at most one in the
@@ -14,6 +15,10 @@ with the target copied every ``target_update_interval / train_freq`` updates, as
 run. Every ``--every`` updates it counts the dead and dormant units
 (:func:`duel_tutorial.model.hidden_unit_activity`) on 4,096 states of that replay, the
 same states for every network.
+
+The second command asks whether it is the epsilon itself or the larger steps a small
+epsilon lets Adam take: the same test with ``eps = 1e-8`` and a learning rate ten times
+smaller.
 
 What it leaves out: a run's replay changes as the agent learns, and its epsilon falls;
 here the data stay those of random play. So it tests the optimizer's share in the
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                              "preset's learning_starts]")
     parser.add_argument("--observations", type=int, default=4096,
                         help="replayed states the units are counted on [default: 4096]")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam's learning rate [default: the preset's, 1e-4]")
     parser.add_argument("--preset", default="atari-fast")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--name", default="adam_eps_units")
@@ -123,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{flag} must be a positive int; got {getattr(args, flag)}")
     if any(not eps > 0 for eps in args.eps):
         parser.error(f"--eps must be positive numbers; got {args.eps}")
+    if args.lr is not None and not args.lr > 0:
+        parser.error(f"--lr must be a positive number; got {args.lr}")
     try:
-        base = preset(args.preset, torch_threads=1, device="cpu")
+        base = preset(args.preset, torch_threads=1, device="cpu",
+                      **({} if args.lr is None else {"lr": args.lr}))
     except ValueError as err:
         parser.error(str(err))
     transitions = args.transitions or base.learning_starts

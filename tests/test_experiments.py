@@ -105,7 +105,7 @@ def test_the_adam_eps_test_trains_fresh_networks_on_one_fixed_replay(tmp_path, c
                                                                     experiment_script):
     adam_eps_units = experiment_script("adam_eps_units")
     assert adam_eps_units.main(["--eps", "1e-8", "1e-3", "--seeds", "2", "--updates", "4",
-                                "--every", "2", "--transitions", "200",
+                                "--every", "2", "--transitions", "200", "--lr", "1e-5",
                                 "--observations", "64", "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader((tmp_path / "adam_eps_units.csv").open()))
     assert [(r["adam_eps"], r["seed"], r["update"]) for r in rows] == [
@@ -118,6 +118,8 @@ def test_the_adam_eps_test_trains_fresh_networks_on_one_fixed_replay(tmp_path, c
     assert len(first) == 2
     meta = json.loads((tmp_path / "adam_eps_units.json").read_text())
     assert meta["replay"]["transitions"] == 200 and meta["git_commit"]
+    assert meta["config"]["lr"] == 1e-5
     assert "eps 0.001, seed 1:" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        adam_eps_units.main(["--eps", "0", "--out", str(tmp_path)])
+    for bad in (["--eps", "0"], ["--lr", "-1"]):
+        with pytest.raises(SystemExit):
+            adam_eps_units.main([*bad, "--out", str(tmp_path)])

@@ -63,7 +63,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from duel_tutorial.checkpoint import checkpoint_path, load_policy, network_from_sidecar
+from duel_tutorial.checkpoint import checkpoint_path, load_network_state, network_from_sidecar
 from duel_tutorial.model import hidden_layer, hidden_unit_activity
 from duel_tutorial.provenance import provenance
 from duel_tutorial.replay import FrameReplayBuffer, ReplayBuffer
@@ -137,7 +137,14 @@ def hidden_units(run: Path, name: str, n: int) -> dict | None:
     network on ``n`` observations from the run's ``last`` replay (the same step: a run
     saves its final next to its last); ``None`` for networks without that hidden layer
     (the MLPs)."""
-    network, _, sidecar = load_policy(run, name, device="cpu")
+    sidecar = json.loads((run / f"{name}.json").read_text())
+    file = checkpoint_path(run, name)
+    network, _ = network_from_sidecar(sidecar, file)
+    with safe_open(file, "pt") as f:  # the online network's tensors only, not the replay
+        weights = {key.removeprefix("online/"): f.get_tensor(key) for key in f.keys()
+                   if key.startswith("online/")}
+    load_network_state(network, weights, f"checkpoint {file}")
+    network.eval()
     if hidden_layer(network) is None:
         return None
     last = json.loads((run / "last.json").read_text())["step"]

@@ -20,7 +20,9 @@ Two levers make the update cheaper without changing the algorithm
 - **torch.compile** (:class:`UpdateLoss`): the loss (online forwards, Double DQN target,
   TD target, loss) and its backward, compiled once per session, at the first update of
   each start or ``--resume`` (seconds to minutes on a CPU); the target network's forward,
-  clipping and Adam stay eager.
+  clipping and Adam stay eager. Under an ``ATEN_CPU_CAPABILITY`` override (the book's
+  reference numerics set one) it compiles without inductor's on-disk graph cache
+  (:func:`compile_options`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,22 @@ def _loss(online: nn.Module, target_net: nn.Module, batch: Batch | NStepBatch,
                         loss=config.loss, next_q_target=next_q_target)
 
 
+def compile_options(device: torch.device) -> dict[str, bool]:
+    """Inductor options for compiling the update on ``device``: no FX graph cache on a CPU
+    whose ATen capability is overridden (``ATEN_CPU_CAPABILITY``).
+
+    In torch 2.13 that cache does not key on the capability, which sets the vector width
+    of inductor's C++ loops. A graph compiled under ``avx2`` (8 floats a step), read back
+    in a process without the override, is built with AVX-512 vectors (16 floats) and
+    writes past its buffers: measured as glibc's ``corrupted size vs. prev_size`` abort
+    in the unit tests after a chapter ran under the reference numerics. With the cache
+    off under an override, such a process neither reads a graph nor writes one.
+    """
+    if device.type == "cpu" and os.environ.get("ATEN_CPU_CAPABILITY"):
+        return {"fx_graph_cache": False}
+    return {}
+
+
 class UpdateLoss:
     """The loss of one minibatch, ``update_loss(online, target_net, batch, next_q_target)``,
     in ``precision`` (``"fp32"`` or ``"bf16"``), compiled with ``torch.compile`` if asked."""
@@ -88,7 +106,8 @@ class UpdateLoss:
                              f"got {precision!r}")
         self.bf16, self.device_type = precision == "bf16", device.type
         fn = functools.partial(_loss, config=config, bf16=self.bf16, device_type=device.type)
-        self.fn = torch.compile(fn, dynamic=False) if compile else fn
+        self.fn = (torch.compile(fn, dynamic=False, options=compile_options(device))
+                   if compile else fn)
 
     @torch.no_grad()
     def next_q_target(self, target_net: nn.Module, next_obs: torch.Tensor) -> torch.Tensor:

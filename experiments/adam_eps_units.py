@@ -141,10 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     if transitions < base.batch_size:
         parser.error(f"--transitions must be at least the batch size, {base.batch_size}; "
                      f"got {transitions}")
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # restored below: a caller's process keeps its own count
+    try:
+        measure(args, base, transitions, sys.argv[1:] if argv is None else argv)
+    finally:
+        torch.set_num_threads(threads)
+    return 0
+
+
+def measure(args: argparse.Namespace, base: DQNConfig, transitions: int,
+            argv: list[str]) -> None:
+    """Train every (eps, seed) network on one replay of random play; write the rows."""
     record = provenance(
-        command=["python", "experiments/adam_eps_units.py",
-                 *(sys.argv[1:] if argv is None else argv)],
+        command=["python", "experiments/adam_eps_units.py", *argv],
         device=torch.device("cpu"), config=base.to_dict(), preset=args.preset,
         eps=args.eps, seeds=list(range(args.seeds)), updates=args.updates,
         every=args.every, replay={"what": "uniformly random play", "seed": 0,
@@ -171,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     record["wall_time_s"] = round(time.perf_counter() - start, 1)
     write_provenance(args.out / f"{args.name}.json", record)
-    return 0
 
 
 if __name__ == "__main__":

@@ -20,3 +20,14 @@ def experiment_script():
         spec.loader.exec_module(module)
         return module
     return load
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_unchanged():
+    """Every test leaves torch's thread count as it found it: a test that set it and kept
+    it changed what the tests after it ran (their compiled graphs, their speed)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == threads, "the test changed torch's thread count"

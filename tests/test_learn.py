@@ -92,3 +92,43 @@ def test_auto_precision_is_bf16_only_where_it_is_fast(monkeypatch):
         resolve_precision("fp16", CPU)
     with pytest.raises(ValueError, match=r"update_precision must be one of \('fp32', 'bf16', "):
         DQNConfig(update_precision="half")
+
+
+
+_COMPILED_LOSS = """
+import torch
+from duel_tutorial.config import DQNConfig
+from duel_tutorial.learn import UpdateLoss
+from duel_tutorial.model import MLPDuelingQNetwork
+from duel_tutorial.replay import Batch
+
+torch.manual_seed(0)
+net, g = MLPDuelingQNetwork(4, 2), torch.Generator().manual_seed(1)
+batch = Batch(torch.randn(32, 4, generator=g), torch.randint(0, 2, (32,), generator=g),
+              torch.randn(32, generator=g), torch.randn(32, 4, generator=g),
+              torch.rand(32, generator=g) < 0.1, torch.zeros(32, dtype=torch.bool))
+config, cpu = DQNConfig(double_dqn=True, loss="huber"), torch.device("cpu")
+with torch.no_grad():
+    losses = [UpdateLoss(config, cpu, compile=c)(net, net, batch, net(batch.next_obs)).item()
+              for c in (False, True)]
+assert abs(losses[0] - losses[1]) < 1e-5, losses
+"""
+
+
+def test_a_graph_compiled_under_another_aten_capability_is_never_reused(tmp_path):
+    """Inductor's FX graph cache (torch 2.13) does not key on ATEN_CPU_CAPABILITY: a graph
+    compiled under avx2 and read back by a process with AVX-512 kernels wrote past its
+    buffers (glibc aborted the unit tests after a chapter ran under the reference
+    numerics). Under an override the update compiles without that cache, so the
+    process after it compiles its own graph."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env.pop("ATEN_CPU_CAPABILITY", None)
+    for override in ({"ATEN_CPU_CAPABILITY": "avx2"}, {}):  # the reference's, then native
+        done = subprocess.run([sys.executable, "-c", _COMPILED_LOSS], env={**env, **override},
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (tmp_path / "fxgraph").is_dir() == (not override)  # cached only natively

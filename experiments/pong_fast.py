@@ -190,6 +190,7 @@ def run_summary(run: Path, bar: float,
         "adam": adam_step_scale(run, "final" if finished else "last"),
         "hidden_units": hidden_units(run, "final" if finished else "last", observations),
     }
+    record["state"] = "finished" if finished else state(record)
     return record, episodes, evals
 
 
@@ -206,9 +207,9 @@ def card_evaluations(card: Path) -> dict:
 
 
 def state(record: dict) -> str:
-    """Where an unfinished run stands: how its last session ended (``stopped``: with a
-    checkpoint, and it can resume), or ``running`` while that session has not ended (or
-    was killed before it could say so)."""
+    """Where an unfinished run stands (a record's ``state``): how its last session ended
+    (``stopped``: with a checkpoint, and it can resume), or ``running`` while that
+    session has not ended (or was killed before it could say so)."""
     last = record["sessions"][-1]["event"] if record["sessions"] else "start"
     return "running" if last in ("start", "resume") else last
 
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in records:
         at = r["first_eval_at_bar"]
         print(f"seed {r['seed']}: {r['steps']:,} of {r['total_steps']:,} steps "
-              f"({'finished' if r['finished'] else 'not finished: ' + state(r)}), "
+              f"({'finished' if r['finished'] else 'not finished: ' + r['state']}), "
               f"{r['wall_time_s'] / 3600:.2f} h; first 10-game evaluation >= {args.bar:g}: "
               + ("none" if at is None else
                  f"{at['mean']:.1f} at step {at['step']:,}, {at['time_s'] / 3600:.2f} h")

@@ -37,6 +37,7 @@ def test_the_pong_fast_summary_keeps_every_seed_up_to_its_checkpoint(tmp_path, c
     s0, s1 = meta["runs"]
     assert (s0["seed"], s0["steps"], s0["finished"]) == (0, 400, True)
     assert (s1["seed"], s1["steps"], s1["finished"]) == (1, 200, False)
+    assert (s0["state"], s1["state"]) == ("finished", "stopped")
     assert s0["final_evaluation"]["evaluation"]["mean"] == 9.5
     assert s1["final_evaluation"] is None and s0["git_commit"] and s0["config"]["seed"] == 0
     assert [(r["event"], r["step"]) for r in s1["sessions"]] == [("start", 0), ("stopped", 200)]

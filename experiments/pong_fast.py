@@ -253,12 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as err:
         print(f"pong_fast.py: {err}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    meta = provenance(bar=args.bar, runs=records)  # before the writes: a summary that
+    args.out.mkdir(parents=True, exist_ok=True)     # replaces a committed one is not +dirty
     write_csv(args.out / f"{args.name}_episodes.csv", EPISODE_FIELDS,
               [row for _, episodes, _ in summaries for row in episodes])
     write_csv(args.out / f"{args.name}_eval.csv", EVAL_FIELDS,
               [row for _, _, evals in summaries for row in evals])
-    meta = provenance(bar=args.bar, runs=records)
     (args.out / f"{args.name}.json").write_text(json.dumps(meta, indent=2) + "\n")
     for r in records:
         at = r["first_eval_at_bar"]

@@ -86,9 +86,10 @@ def compile_options(device: torch.device) -> dict[str, bool]:
     In torch 2.13 that cache does not key on the capability, which sets the vector width
     of inductor's C++ loops. A graph compiled under ``avx2`` (8 floats a step), read back
     in a process without the override, is built with AVX-512 vectors (16 floats) and
-    writes past its buffers: measured as glibc's ``corrupted size vs. prev_size`` abort
-    in the unit tests after a chapter ran under the reference numerics. With the cache
-    off under an override, such a process neither reads a graph nor writes one.
+    writes past its buffers: glibc aborted (``corrupted size vs. prev_size``) a native
+    unit-test run that followed ``make unit``, which runs under the reference numerics.
+    With the cache off under an override, such a process neither reads a graph nor
+    writes one.
     """
     if device.type == "cpu" and os.environ.get("ATEN_CPU_CAPABILITY"):
         return {"fx_graph_cache": False}

@@ -118,8 +118,8 @@ assert abs(losses[0] - losses[1]) < 1e-5, losses
 def test_a_graph_compiled_under_another_aten_capability_is_never_reused(tmp_path):
     """Inductor's FX graph cache (torch 2.13) does not key on ATEN_CPU_CAPABILITY: a graph
     compiled under avx2 and read back by a process with AVX-512 kernels wrote past its
-    buffers (glibc aborted the unit tests after a chapter ran under the reference
-    numerics). Under an override the update compiles without that cache, so the
+    buffers (glibc aborted a native unit-test run that followed make unit, which runs
+    under the reference numerics). Under an override the update compiles without that cache, so the
     process after it compiles its own graph."""
     import os
     import subprocess

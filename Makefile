@@ -18,7 +18,8 @@ TORCH_INDEX ?=
 TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 PYTEST_WORKERS ?= 2
 # Stored outputs are recorded, and strictly compared, under the reference numerics
-# (duel_tutorial/numerics.py: every library at its AVX2 path, one thread, no GPU), the
+# (duel_tutorial/numerics.py: MKL at its vendor-neutral branch, the other libraries at
+# their AVX2 paths, one thread, no GPU), the
 # same on any x86-64 CPU with AVX2. make portability runs the asserts under others.
 UNDER_REFERENCE := $(PY) scripts/numerics.py reference --
 # -n: tests and notebooks spread over PYTEST_WORKERS processes (pytest-xdist); loadscope

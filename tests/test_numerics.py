@@ -36,6 +36,19 @@ def test_a_process_under_the_reference_knows_it():
     assert report["numerics"]["env"] == REFERENCE
 
 
+def test_mkl_runs_the_branch_the_reference_names():
+    """MKL ignores a branch the CPU's vendor does not support (MKL_CBWR=AVX2 on an AMD CPU)
+    and falls back, silently, to its processor-dependent automatic branch; its verbose log
+    names the branch that actually ran."""
+    env = {**environment("reference"), "MKL_VERBOSE": "1"}
+    code = "import torch; torch.ones(8, 8) @ torch.ones(8, 8)"
+    log = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, timeout=120).stdout
+    if "SGEMM" not in log:
+        pytest.skip("this torch does not call MKL for a float32 matmul")
+    assert f"CNR:{REFERENCE['MKL_CBWR']}" in log.split("SGEMM", 1)[1].splitlines()[0]
+
+
 def test_portability_settings_are_not_the_reference():
     assert len(PORTABILITY) >= 3 and all(SETTINGS[s] != REFERENCE for s in PORTABILITY)
     assert not _report("native")["reference"]  # one process is enough to see the check work

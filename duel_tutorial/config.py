@@ -43,8 +43,9 @@ class DQNConfig:
     chosen for this book by training CartPole-v1 with seeds 0-9 and evaluating the final
     network greedily over 20 episodes: with these values the dueling network (the default)
     scored >= 475 with every seed, the single-stream one with 7 of the 10. Recorded again
-    under the book's reference numerics, the same seeds gave 9 and 8 of 10: which seeds
-    fail changes with floating-point rounding (``experiments/cartpole/``, chapter 8).
+    under the book's first reference numerics (MKL's AVX2 branch, on an Intel CPU), the
+    same seeds gave 9 and 8 of 10, and under its current one 8 and 8: which seeds fail
+    changes with floating-point rounding (``experiments/cartpole/``, chapter 8).
 
     What the tuning found (starting from the zoo's values, which with this small network
     solved CartPole for only some seeds and often collapsed after solving it): the

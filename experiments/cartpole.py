@@ -7,10 +7,12 @@
 
 The first two made the committed results in ``experiments/cartpole/`` that
 ``book/08_cartpole.ipynb`` loads, under the book's reference numerics
-(``duel_tutorial.numerics``), so that any x86-64 CPU reproduces them run for run (16 and
-6 minutes on a 2-core CPU shared with other work; each JSON records its own wall time
-and numerics). ``cartpole_unpinned_*`` is the first recording of the main experiment,
-made before the numerics were pinned, which chapter 8 compares with.
+(``duel_tutorial.numerics``), so that any x86-64 CPU reproduces them run for run (18 and
+10 minutes on a 2-core AMD EPYC; each JSON records its own wall time, processor and
+numerics). Chapter 8 compares them with two earlier recordings of the main experiment:
+``cartpole_unpinned_*``, made before the numerics were pinned, and ``cartpole_mkl_avx2_*``,
+made under the first reference numerics, whose MKL branch (AVX2) MKL runs on Intel CPUs
+only.
 
 For seeds 0 .. SEEDS-1 and both networks ("dueling": ``MLPDuelingQNetwork``; "single":
 the parameter-matched ``MLPQNetwork``), trains ``preset("cartpole", seed=s, network=n)``
